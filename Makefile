@@ -1,0 +1,48 @@
+# chops: the stable entry point for people and CI. Targets call `inv`; the logic lives in Python.
+# `make help` lists the public targets: a target is public when its line has a `## help` comment.
+
+PYTHON ?= python3
+VENV   := .venv
+INV    := $(VENV)/bin/inv
+STAMP  := $(VENV)/.requirements.stamp
+
+.DEFAULT_GOAL := help
+
+.PHONY: help  ## list the public targets with one line of help
+help:
+	@echo "usage: make TARGET"
+	@echo
+	@grep -hE '^\.PHONY: [a-zA-Z_-]+ +## ' $(MAKEFILE_LIST) | \
+		sed -E 's/^\.PHONY: ([a-zA-Z_-]+) +## (.*)/\1\t\2/' | \
+		awk -F'\t' '{ printf "  %-10s %s\n", $$1, $$2 }'
+	@echo
+	@echo "Every task, with its options: $(INV) --list, $(INV) --help TASK"
+
+.PHONY: setup  ## build .venv and install requirements.txt (again only when it changes)
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.PHONY: demo  ## from a fresh clone: venv, embedded database, and a summary of what is there
+demo: setup
+	$(INV) db.setup
+	$(INV) db.info
+
+.PHONY: test  ## the quick developer loop: everything but e2e and slow tests, in parallel
+test: setup
+	$(INV) test --fast
+
+.PHONY: test-ci  ## what CI runs: every test, coverage and performance gates, reports/ for dashboards
+test-ci: setup
+	$(INV) test --ci
+
+.PHONY: bench  ## benchmarks: ratios to baselines measured in the same run
+bench: setup
+	$(INV) bench
+
+.PHONY: info  ## the database: engine, version, tables with rows and bytes
+info: setup
+	$(INV) db.info

@@ -1,0 +1,60 @@
+"""What every task shares: the ``task`` decorator that turns chops errors into one line and an exit code,
+and the settings of this invocation.
+
+This is the one place where an expected failure becomes an exit: ``BadInput`` → 2, ``WorkFailed`` → 1,
+one line on stderr, no traceback (``CHOPS_DEBUG=1`` prints it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+
+from invoke import Exit
+from invoke import task as invoke_task
+
+from ops.errors import ChopsError
+
+_settings = None
+
+
+def settings():
+    """The settings of this invocation, loaded once."""
+    global _settings
+    if _settings is None:
+        from ops.settings import load_settings
+
+        _settings = load_settings()
+    return _settings
+
+
+def debug() -> bool:
+    return os.environ.get("CHOPS_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def task(*args, **kwargs):
+    """``invoke.task`` plus chops' error handling. Use exactly like ``@task`` / ``@task(help=...)``."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def run(*a, **kw):
+            try:
+                return body(*a, **kw)
+            except ChopsError as exc:
+                if debug():
+                    traceback.print_exc()
+                raise Exit(f"error: {exc.line()}", code=exc.exit_code) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted", code=130) from None
+
+        return invoke_task(run, **kwargs)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def stdin_is_interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()

@@ -1,0 +1,91 @@
+"""Presentation: tables, JSON and CSV for people and scripts. rich is imported only when a table is drawn."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterable, Sequence
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_plain, indent=2, ensure_ascii=False)
+
+
+def print_json(data: Any, file=None) -> None:
+    print(to_json(data), file=file or sys.stdout)
+
+
+def print_csv(rows: Sequence[Sequence[Any]], columns: Sequence[str], file=None) -> None:
+    writer = csv.writer(file or sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else (_plain(v) if not isinstance(v, (int, float, str)) else v) for v in row])
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def print_table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None,
+                right: Iterable[str] = ()) -> None:
+    """A table on stdout; ``right`` names the columns to right-align (numbers)."""
+    from rich.table import Table
+
+    right = set(right)
+    table = Table(title=title, title_justify="left", header_style="bold", box=_box())
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console().print(table)
+
+
+def print_pairs(pairs: Iterable[tuple[str, Any]], title: str | None = None) -> None:
+    """Key/value lines aligned in two columns."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in pairs:
+        table.add_row(key, "" if value is None else str(value))
+    console().print(table)
+
+
+def _box():
+    from rich import box
+
+    return box.SIMPLE_HEAD
+
+
+def info(message: str) -> None:
+    """A progress or status line for people, on stderr so stdout stays clean for data."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,290 @@
+"""Settings: config/default.toml, the environment's overlay, .env, then environment variables.
+
+Precedence, lowest first:
+
+1. ``config/default.toml``: every key, with its default;
+2. ``config/<CHOPS_ENV>.toml``: the overlay of the environment (``dev`` unless ``CHOPS_ENV`` says otherwise);
+3. ``.env`` at the project root (or ``CHOPS_ENV_FILE``): secrets, as ``NAME=value`` lines;
+4. the process environment.
+
+In ``.env`` and the environment a key is spelled ``CHOPS_<SECTION>__<KEY>`` (``CHOPS_CLICKHOUSE__LOCK_TIMEOUT``);
+``CLICKHOUSE_URL`` is accepted as the conventional name of ``clickhouse.url``. Unknown keys, wrong types and
+unknown environments are ``ConfigError``\\ s that name the file (or variable) and the key.
+
+The result is one frozen :class:`Settings` that also remembers where every value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ops import ROOT
+from ops.errors import ConfigError
+
+# Files in config/ that are not environment overlays.
+NOT_ENVIRONMENTS = {"default", "deploy"}
+# CHOPS_* variables that are not settings keys.
+META_VARIABLES = {"CHOPS_ENV", "CHOPS_ENV_FILE", "CHOPS_DEBUG", "CHOPS_TEST_CLICKHOUSE_URL"}
+# Conventional names accepted besides CHOPS_<SECTION>__<KEY>.
+ALIASES = {"CLICKHOUSE_URL": "clickhouse.url"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One settings key: its type, and whether its value is a secret that is never printed."""
+
+    type: type
+    help: str
+    secret: bool = False
+
+
+# The schema: every key chops knows. default.toml must give each a value.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "clickhouse": {
+        "url": Key(str, "empty = embedded chDB engine at <paths.var>/clickhouse; or http(s)://user:pass@host:port/db", secret=True),
+        "database": Key(str, "database used when the URL names none"),
+        "lock_timeout": Key(float, "seconds to wait for the embedded engine held by another process"),
+        "connect_timeout": Key(float, "seconds to wait when connecting to a server"),
+    },
+    "paths": {
+        "var": Key(str, "runtime data: embedded database, logs, pid files (relative to the project root)"),
+        "logs": Key(str, "log directory (relative to the project root)"),
+        "reports": Key(str, "test reports and benchmark results (relative to the project root)"),
+    },
+    "test": {
+        "workers": Key(str, "pytest-xdist workers: 'auto', 'logical' or a number"),
+        "coverage_min": Key(float, "coverage gate of make test-ci, percent; only ever raised"),
+    },
+    "bench": {
+        "rounds": Key(int, "runs per command; the median and the best are reported"),
+        "max_inv_list_ratio": Key(float, "performance gate: `inv --list` / `python -c 'import invoke'`"),
+        "max_inv_help_ratio": Key(float, "performance gate: `inv --help db.info` / `python -c 'import invoke'`"),
+    },
+}
+
+
+def _coerce(value: Any, key: Key, where: str, name: str) -> Any:
+    """Check (TOML) or convert (strings from .env and the environment) one value to the key's type."""
+    from_text = isinstance(value, str) and key.type is not str
+    try:
+        if key.type is bool:
+            if isinstance(value, bool):
+                return value
+            if from_text and value.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if from_text and value.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if key.type is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            if from_text:
+                return int(value.strip())
+            raise ValueError
+        if key.type is float:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, (int, float)):
+                return float(value)
+            if from_text:
+                return float(value.strip())
+            raise ValueError
+        if key.type is str and isinstance(value, str):
+            return value
+        raise ValueError
+    except ValueError:
+        shown = "(secret)" if key.secret else repr(value)
+        raise ConfigError(f"{where}: {name} must be {key.type.__name__}, got {shown}") from None
+
+
+def _read_toml(path: Path, root: Path) -> dict[str, Any]:
+    rel = _rel(path, root)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{rel}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{rel}: cannot read: {exc.strerror}") from None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _apply_toml(values: dict, sources: dict, data: dict, where: str) -> None:
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: {section} must be a table [{section}]")
+        for name, value in body.items():
+            key = SCHEMA[section].get(name)
+            if key is None:
+                raise ConfigError(f"{where}: unknown key {section}.{name} (known: {', '.join(SCHEMA[section])})")
+            values[f"{section}.{name}"] = _coerce(value, key, where, f"{section}.{name}")
+            sources[f"{section}.{name}"] = where
+
+
+def _variable_key(var: str) -> str | None:
+    """The dotted settings key a variable sets, or None when it is not a settings variable."""
+    if var in ALIASES:
+        return ALIASES[var]
+    if not var.startswith("CHOPS_") or var in META_VARIABLES:
+        return None
+    section, sep, name = var[len("CHOPS_"):].lower().partition("__")
+    return f"{section}.{name}" if sep else f"?{var}"
+
+
+def _apply_variables(values: dict, sources: dict, variables: Mapping[str, str | None], where: str) -> None:
+    for var, value in sorted(variables.items()):
+        dotted = _variable_key(var)
+        if dotted is None:
+            continue
+        section, _, name = dotted.partition(".")
+        key = SCHEMA.get(section, {}).get(name)
+        if key is None:
+            raise ConfigError(
+                f"{where}: unknown variable {var} (settings variables are CHOPS_<SECTION>__<KEY>, "
+                f"e.g. CHOPS_CLICKHOUSE__LOCK_TIMEOUT)"
+            )
+        if value is None:
+            raise ConfigError(f"{where}: {var} has no value (write {var}=...)")
+        label = f"{where} {var}" if where == "environment" else where
+        values[dotted] = _coerce(value, key, label, var)
+        sources[dotted] = f"{where} {var}" if where == "environment" else f"{where} ({var})"
+
+
+def environments(root: Path = ROOT) -> list[str]:
+    """Environment names: one overlay file config/<name>.toml each."""
+    return sorted(p.stem for p in (root / "config").glob("*.toml") if p.stem not in NOT_ENVIRONMENTS)
+
+
+def read_env_file(path: Path, root: Path = ROOT) -> dict[str, str | None]:
+    """Parse a .env file (python-dotenv); refuse one that others can read, as ssh refuses a private key."""
+    if not path.exists():
+        return {}
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{_rel(path, root)} holds secrets but is readable by others (mode {mode:04o})",
+            hint=f"run: chmod 600 {_rel(path, root)}",
+        )
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(path))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings: ``settings.get('clickhouse.url')`` or ``settings.clickhouse['url']``."""
+
+    env: str
+    root: Path
+    values: Mapping[str, Any] = field(repr=False)
+    sources: Mapping[str, str] = field(repr=False)
+    env_file: Path
+    # Everything .env defines, for pipelines that need their own secrets; never shown.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def get(self, dotted: str) -> Any:
+        return self.values[dotted]
+
+    def __getattr__(self, section: str) -> Mapping[str, Any]:
+        if section in SCHEMA:
+            return MappingProxyType({k: self.values[f"{section}.{k}"] for k in SCHEMA[section]})
+        raise AttributeError(section)
+
+    def path(self, dotted: str) -> Path:
+        """A path setting, resolved against the project root."""
+        p = Path(self.values[dotted])
+        return p if p.is_absolute() else self.root / p
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with some keys replaced (``clickhouse__url=...``); used by tests and by callers that pin a value."""
+        values, sources = dict(self.values), dict(self.sources)
+        for name, value in overrides.items():
+            dotted = name.replace("__", ".", 1)
+            section, _, key_name = dotted.partition(".")
+            key = SCHEMA.get(section, {}).get(key_name)
+            if key is None:
+                raise ConfigError(f"override: unknown key {dotted}")
+            values[dotted] = _coerce(value, key, "override", dotted)
+            sources[dotted] = "override"
+        new = Settings(self.env, self.root, MappingProxyType(values), MappingProxyType(sources), self.env_file, self.secrets)
+        _validate(new)
+        return new
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every key with its value (secrets masked) and where it came from."""
+        from ops.clickhouse import mask_url
+
+        rows = []
+        for section, keys in SCHEMA.items():
+            for name, key in keys.items():
+                dotted = f"{section}.{name}"
+                value = self.values[dotted]
+                if key.secret and value:
+                    value = mask_url(value) if "://" in str(value) else "********"
+                rows.append({"key": dotted, "value": value, "source": self.sources[dotted], "help": key.help})
+        return rows
+
+
+def _validate(settings: Settings) -> None:
+    """Cross-field checks that need the whole picture (e.g. the URL's shape)."""
+    from ops.clickhouse import parse_url
+
+    url = settings.values["clickhouse.url"]
+    if url:
+        parse_url(url, where=settings.sources["clickhouse.url"])
+    if settings.values["clickhouse.lock_timeout"] < 0:
+        raise ConfigError(f"{settings.sources['clickhouse.lock_timeout']}: clickhouse.lock_timeout must be >= 0")
+
+
+def load_settings(root: Path = ROOT, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read config/, .env and the environment into one frozen Settings. Pure apart from reading files."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config = root / "config"
+
+    _apply_toml(values, sources, _read_toml(config / "default.toml", root), "config/default.toml")
+    missing = [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys if f"{s}.{k}" not in values]
+    if missing:
+        raise ConfigError(f"config/default.toml: missing keys {', '.join(missing)}")
+
+    env = environ.get("CHOPS_ENV", "").strip() or "dev"
+    known = environments(root)
+    if env not in known or env in NOT_ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {env!r} (CHOPS_ENV): known are {', '.join(known)}",
+            hint=f"create config/{env}.toml to add it",
+        )
+    _apply_toml(values, sources, _read_toml(config / f"{env}.toml", root), f"config/{env}.toml")
+
+    env_file = Path(environ.get("CHOPS_ENV_FILE") or root / ".env")
+    dotenv = read_env_file(env_file, root)
+    _apply_variables(values, sources, dotenv, _rel(env_file, root))
+    _apply_variables(values, sources, dict(environ), "environment")
+
+    settings = Settings(
+        env=env,
+        root=root,
+        values=MappingProxyType(values),
+        sources=MappingProxyType(sources),
+        env_file=env_file,
+        secrets=MappingProxyType({k: v for k, v in dotenv.items() if v is not None}),
+    )
+    _validate(settings)
+    return settings

@@ -1,0 +1,7 @@
+"""chops tasks: `inv --list` shows them all; `make help` shows the common ones."""
+
+from invoke import Collection
+
+from ops.cli import config, db
+
+ns = Collection(db.ns, config.config)
