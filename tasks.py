@@ -2,6 +2,6 @@
 
 from invoke import Collection
 
-from ops.cli import config, db
+from ops.cli import bench, config, db
 
-ns = Collection(db.ns, config.config)
+ns = Collection(db.ns, config.config, bench.bench)

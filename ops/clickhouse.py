@@ -61,7 +61,7 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError(f"{where}: an embedded URL is chdb:///absolute/path, got {mask_url(url)!r}")
         database = _query_database(parts.query, where) or default_database
-        return Target("embedded", validate_identifier(database, f"{where}: database"), path=Path(parts.path))
+        return Target("embedded", validate_identifier(database, f"{where}: database", ConfigError), path=Path(parts.path))
     if scheme not in ("http", "https"):
         raise ConfigError(
             f"{where}: unknown scheme {parts.scheme or '(none)'!r} in {mask_url(url)!r} "
@@ -72,7 +72,7 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{where}: port is not a number in {mask_url(url)!r}") from None
+        raise ConfigError(f"{where}: port must be a number from 1 to 65535 in {mask_url(url)!r}") from None
     secure = scheme == "https"
     path = parts.path.strip("/")
     if "/" in path:
@@ -80,7 +80,7 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
     database = unquote(path) or _query_database(parts.query, where) or default_database
     return Target(
         "server",
-        validate_identifier(database, f"{where}: database"),
+        validate_identifier(database, f"{where}: database", ConfigError),
         host=parts.hostname,
         port=port or (8443 if secure else 8123),
         secure=secure,
@@ -104,9 +104,9 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", url)
 
 
-def validate_identifier(name: str, what: str = "name") -> str:
+def validate_identifier(name: str, what: str = "name", error: type = BadInput) -> str:
     if not IDENTIFIER.match(name or ""):
-        raise BadInput(f"{what} {name!r} is not a valid identifier (letters, digits and _; not starting with a digit)")
+        raise error(f"{what} {name!r} is not a valid identifier (letters, digits and _; not starting with a digit)")
     return name
 
 

@@ -43,7 +43,7 @@ class Holder:
 
 
 def command_line(pid: int | None = None) -> str:
-    """The command line of a process (this one by default), readable, at most 200 characters."""
+    """The command line of a process (this one by default), readable, on one line, at most 160 characters."""
     try:
         raw = Path(f"/proc/{pid or os.getpid()}/cmdline").read_bytes()
         parts = [p.decode(errors="replace") for p in raw.split(b"\0") if p]
@@ -52,8 +52,8 @@ def command_line(pid: int | None = None) -> str:
     if parts and os.path.basename(parts[0]).startswith("python"):
         parts = parts[1:]  # "python /venv/bin/inv db.info" reads better as "inv db.info"
     parts = [os.path.basename(parts[0])] + parts[1:] if parts else ["?"]
-    text = " ".join(parts)
-    return text if len(text) <= 200 else text[:197] + "..."
+    text = " ".join(" ".join(parts).split())
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def read_holder(path: Path) -> Holder | None:
@@ -118,7 +118,7 @@ class FileLock:
                     fh.close()
                     raise LockTimeout(
                         f"{self.what} is still held by {who} after {self.timeout:g}s",
-                        hint="wait for it to finish, or stop it with: inv proc.kill",
+                        hint=f"wait for it to finish, or stop process {holder.pid}" if holder else None,
                     )
                 if not told:
                     self.notify(f"waiting for {self.what}: held by {who} (timeout {self.timeout:g}s)")

@@ -1,0 +1,142 @@
+"""The db collection against a real embedded engine, through the library and through the real `inv`."""
+
+import json
+import os
+from datetime import date
+
+import pytest
+
+
+def test_database_fixture_is_isolated(db, settings):
+    db.command("CREATE TABLE events (day Date, n UInt64) ENGINE = MergeTree ORDER BY day")
+    db.insert("events", [[date(2026, 11, 1), 3], [date(2026, 11, 2), 4]], ["day", "n"])
+    assert db.scalar("SELECT sum(n) FROM events") == 7
+    assert db.scalar("SELECT currentDatabase()") == db.name != settings.get("clickhouse.database")
+
+
+def test_sql_values_are_parameters(db):
+    db.command("CREATE TABLE t (s String) ENGINE = MergeTree ORDER BY s")
+    hostile = "x'); DROP TABLE t; --"
+    db.insert("t", [[hostile]], ["s"])
+    assert db.scalar("SELECT count() FROM t WHERE s = {s:String}", {"s": hostile}) == 1
+
+
+def test_database_error_is_one_readable_line(db):
+    from ops.errors import DatabaseError
+
+    with pytest.raises(DatabaseError) as err:
+        db.command("SELECT nosuch_function()")
+    line = err.value.line()
+    assert "nosuch_function" in line and "\n" not in line and "Stack trace" not in line
+
+
+def test_setup_twice_is_a_no_op(run_inv):
+    first = run_inv("db.setup", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["created_database"] is True
+    second = run_inv("db.setup", "--json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["created_database"] is False
+    assert json.loads(second.stdout)["created_data_dir"] is False
+
+
+def test_setup_dry_run_changes_nothing(run_inv, cli_var):
+    result = run_inv("db.setup", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would set up" in result.stderr
+    assert not (cli_var / "clickhouse").exists()
+
+
+def test_info_json_lists_tables_with_rows_and_bytes(run_inv):
+    assert run_inv("db.setup").returncode == 0
+    made = run_inv("db.query", "CREATE TABLE m (x UInt32) ENGINE = MergeTree ORDER BY x")
+    assert made.returncode == 0, made.stderr
+    assert run_inv("db.query", "INSERT INTO m SELECT number FROM numbers(1000)").returncode == 0
+    result = run_inv("db.info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["engine"] == "embedded chDB" and info["version"].startswith("26.")
+    assert info["url"].startswith("chdb:///")
+    [table] = info["tables"]
+    assert (table["name"], table["engine"], table["rows"]) == ("m", "MergeTree", 1000)
+    assert table["bytes"] > 0
+    human = run_inv("db.info")
+    assert "MergeTree" in human.stdout and "1,000" in human.stdout
+
+
+def test_info_before_setup_names_the_fix(run_inv):
+    result = run_inv("db.info")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()] and "inv db.setup" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_query_formats(run_inv):
+    assert run_inv("db.setup").returncode == 0
+    sql = "SELECT number AS n, toString(number * 2) AS s FROM numbers(3)"
+    as_json = run_inv("db.query", sql, "--json")
+    assert json.loads(as_json.stdout) == [{"n": 0, "s": "0"}, {"n": 1, "s": "2"}, {"n": 2, "s": "4"}]
+    as_csv = run_inv("db.query", sql, "--csv")
+    assert as_csv.stdout.splitlines() == ["n,s", "0,0", "1,2", "2,4"]
+    table = run_inv("db.query", sql)
+    assert "3 rows" in table.stderr and " n " in table.stdout
+    bad = run_inv("db.query", "SELEC 1")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ClickHouse refused")
+    both = run_inv("db.query", sql, "--json", "--csv")
+    assert both.returncode == 2
+
+
+def test_drop_refuses_without_yes_when_not_interactive(run_inv):
+    assert run_inv("db.setup").returncode == 0
+    refused = run_inv("db.drop")
+    assert refused.returncode == 2
+    assert "without --yes" in refused.stderr and "Traceback" not in refused.stderr
+    still = run_inv("db.info", "--json")
+    assert still.returncode == 0  # nothing was dropped
+    dropped = run_inv("db.drop", "--yes", "--json")
+    assert dropped.returncode == 0 and json.loads(dropped.stdout)["dropped"] is True
+    again = run_inv("db.drop", "--yes", "--json")
+    assert json.loads(again.stdout)["dropped"] is False
+
+
+def test_bad_input_from_the_command_line(run_inv, tmp_path):
+    cases = {
+        "url-scheme": {"CLICKHOUSE_URL": "mysql://h/db"},
+        "url-host": {"CLICKHOUSE_URL": "http://:8123/db"},
+        "url-port": {"CLICKHOUSE_URL": "http://h:eighty/db"},
+        "env": {"CHOPS_ENV": "nosuch"},
+        "key": {"CHOPS_CLICKHOUSE__NOSUCH": "1"},
+    }
+    for name, env in cases.items():
+        result = run_inv("db.info", extra_env=env)
+        assert result.returncode == 2, (name, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, result.stderr)
+
+
+def test_data_path_not_writable(run_inv, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_inv("db.setup", extra_env={"CHOPS_PATHS__VAR": str(blocker / "var")})
+    assert result.returncode == 2
+    assert "cannot be created" in result.stderr and "Traceback" not in result.stderr
+    read_only = run_inv("db.setup", extra_env={"CHOPS_PATHS__VAR": "/proc/self"})
+    assert read_only.returncode == 2, read_only.stderr
+
+
+def test_debug_shows_the_traceback(run_inv):
+    result = run_inv("db.info", extra_env={"CHOPS_DEBUG": "1", "CHOPS_ENV": "nosuch"})
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_config_masks_secrets(run_inv, tmp_path):
+    env_file = tmp_path / "test.env"
+    env_file.write_text("CLICKHOUSE_URL=http://ops:topsecret@ch.example:8123/prod\n")
+    os.chmod(env_file, 0o600)
+    result = run_inv("config", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "topsecret" not in result.stdout + result.stderr
+    rows = {r["key"]: r for r in json.loads(result.stdout)["settings"]}
+    assert rows["clickhouse.url"]["value"] == "http://ops:********@ch.example:8123/prod"
+    assert rows["clickhouse.url"]["source"].endswith("test.env (CLICKHOUSE_URL)")

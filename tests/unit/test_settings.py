@@ -1,0 +1,153 @@
+"""Settings: precedence, provenance, masking, and every bad input as a one-line ConfigError (exit 2)."""
+
+import os
+
+import pytest
+
+from ops.errors import ConfigError
+from ops.settings import load_settings
+
+
+def load(project, **env):
+    return load_settings(root=project, environ={"CHOPS_ENV_FILE": str(project / ".env"), **env})
+
+
+def write_env(project, text, mode=0o600):
+    path = project / ".env"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_defaults_come_from_default_toml(project):
+    s = load(project)
+    assert s.env == "dev"
+    assert s.get("clickhouse.database") == "chops"
+    assert s.sources["clickhouse.database"] == "config/default.toml"
+    assert s.clickhouse["database"] == "chops"
+
+
+def test_precedence_default_then_overlay_then_dotenv_then_environment(project):
+    (project / "config" / "test.toml").write_text("[clickhouse]\nlock_timeout = 11\ndatabase = \"from_overlay\"\n")
+    write_env(project, "CHOPS_CLICKHOUSE__LOCK_TIMEOUT=22\nCHOPS_PATHS__LOGS=from_dotenv\n")
+    s = load(project, CHOPS_ENV="test", CHOPS_CLICKHOUSE__LOCK_TIMEOUT="33")
+
+    assert s.get("clickhouse.database") == "from_overlay"
+    assert s.sources["clickhouse.database"] == "config/test.toml"
+    assert s.get("paths.logs") == "from_dotenv"
+    assert s.sources["paths.logs"] == ".env (CHOPS_PATHS__LOGS)"
+    assert s.get("clickhouse.lock_timeout") == 33.0  # environment beats .env beats overlay
+    assert s.sources["clickhouse.lock_timeout"] == "environment CHOPS_CLICKHOUSE__LOCK_TIMEOUT"
+    assert s.get("paths.var") == "var" and s.sources["paths.var"] == "config/default.toml"
+
+
+def test_clickhouse_url_alias_and_types_converted(project):
+    s = load(project, CLICKHOUSE_URL="http://u:pw@db.example:8123/analytics", CHOPS_BENCH__ROUNDS="3")
+    assert s.get("clickhouse.url").startswith("http://u:pw@")
+    assert s.sources["clickhouse.url"] == "environment CLICKHOUSE_URL"
+    assert s.get("bench.rounds") == 3 and isinstance(s.get("bench.rounds"), int)
+
+
+def test_settings_are_frozen(project):
+    s = load(project)
+    with pytest.raises(Exception):
+        s.env = "prod"
+    with pytest.raises(TypeError):
+        s.values["clickhouse.url"] = "x"
+
+
+def test_secrets_masked_in_describe_and_repr(project):
+    write_env(project, "CLICKHOUSE_URL=https://admin:s3cr3t@ch.example:8443/prod\nAPI_TOKEN=tok-123\n")
+    s = load(project)
+    shown = {r["key"]: r for r in s.describe()}
+    assert shown["clickhouse.url"]["value"] == "https://admin:********@ch.example:8443/prod"
+    assert shown["clickhouse.url"]["source"] == ".env (CLICKHOUSE_URL)"
+    assert "s3cr3t" not in repr(s) and "tok-123" not in repr(s)
+    assert s.secrets["API_TOKEN"] == "tok-123"  # pipelines can read their own secrets from .env
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("ftp://host/db", "unknown scheme 'ftp'"),
+    ("localhost:8123", "unknown scheme"),
+    ("http:///db", "no host"),
+    ("http://host:port/db", "port must be a number"),
+    ("http://host:99999/db", "port must be a number"),
+    ("http://host:8123/a/b", "names one database"),
+    ("http://host:8123/bad-name", "not a valid identifier"),
+    ("chdb://relative/path", "chdb:///absolute/path"),
+], ids=["scheme", "no-scheme", "no-host", "port-text", "port-range", "path", "db-name", "chdb-relative"])
+def test_malformed_clickhouse_url(project, url, fragment):
+    with pytest.raises(ConfigError) as err:
+        load(project, CLICKHOUSE_URL=url)
+    assert fragment in err.value.line()
+    assert err.value.exit_code == 2
+    assert "CLICKHOUSE_URL" in err.value.line()
+
+
+def test_malformed_url_never_shows_password(project):
+    with pytest.raises(ConfigError) as err:
+        load(project, CLICKHOUSE_URL="ftp://user:hunter2@host/db")
+    assert "hunter2" not in err.value.line()
+
+
+def test_toml_syntax_error_names_file_and_line(project):
+    (project / "config" / "dev.toml").write_text("[clickhouse]\nlock_timeout = \n")
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    assert "config/dev.toml" in err.value.line() and "line 2" in err.value.line()
+
+
+def test_unknown_environment(project):
+    with pytest.raises(ConfigError) as err:
+        load(project, CHOPS_ENV="staging")
+    assert "unknown environment 'staging'" in err.value.line()
+    assert "config/staging.toml" in err.value.line()
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[clickhouse]\ntimeout = 3\n", "config/dev.toml: unknown key clickhouse.timeout"),
+    ("[nosuch]\nx = 1\n", "config/dev.toml: unknown section [nosuch]"),
+    ("[clickhouse]\nlock_timeout = \"soon\"\n", "config/dev.toml: clickhouse.lock_timeout must be float"),
+    ("[bench]\nrounds = 2.5\n", "config/dev.toml: bench.rounds must be int"),
+], ids=["key", "section", "type-str", "type-float"])
+def test_unknown_keys_and_wrong_types_in_toml(project, text, fragment):
+    (project / "config" / "dev.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    assert fragment in err.value.line()
+
+
+def test_unknown_variable_in_environment_and_dotenv(project):
+    with pytest.raises(ConfigError, match="environment: unknown variable CHOPS_CLICKHOUSE__TIMEOUT"):
+        load(project, CHOPS_CLICKHOUSE__TIMEOUT="3")
+    write_env(project, "CHOPS_NOSUCH__KEY=1\n")
+    with pytest.raises(ConfigError, match=r"\.env: unknown variable CHOPS_NOSUCH__KEY"):
+        load(project)
+
+
+def test_wrong_type_in_environment(project):
+    with pytest.raises(ConfigError, match="CHOPS_CLICKHOUSE__LOCK_TIMEOUT must be float, got 'soon'"):
+        load(project, CHOPS_CLICKHOUSE__LOCK_TIMEOUT="soon")
+
+
+def test_dotenv_readable_by_others_is_refused(project):
+    write_env(project, "CLICKHOUSE_URL=http://u:p@h:8123/db\n", mode=0o644)
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    assert "readable by others" in err.value.line() and "chmod 600" in err.value.line()
+
+
+def test_negative_lock_timeout_refused(project):
+    with pytest.raises(ConfigError, match="lock_timeout must be >= 0"):
+        load(project, CHOPS_CLICKHOUSE__LOCK_TIMEOUT="-1")
+
+
+def test_every_variable_is_documented_in_env_example():
+    from ops import ROOT
+    from ops.settings import ALIASES, META_VARIABLES, SCHEMA
+
+    example = (ROOT / "config" / ".env.example").read_text()
+    expected = {f"CHOPS_{s.upper()}__{k.upper()}" for s, keys in SCHEMA.items() for k in keys}
+    expected |= set(ALIASES) | META_VARIABLES
+    missing = sorted(v for v in expected if v not in example)
+    assert not missing, f"config/.env.example does not document {missing}"
