@@ -2,6 +2,6 @@
 
 from invoke import Collection
 
-from ops.cli import bench, config, db
+from ops.cli import bench, config, db, test
 
-ns = Collection(db.ns, config.config, bench.bench)
+ns = Collection(db.ns, config.config, bench.bench, test.test)

@@ -1,0 +1,1 @@
+"""Pipelines: one module per pipeline; each registers itself."""
