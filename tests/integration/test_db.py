@@ -30,6 +30,7 @@ def test_database_error_is_one_readable_line(db):
     assert "nosuch_function" in line and "\n" not in line and "Stack trace" not in line
 
 
+@pytest.mark.smoke
 def test_setup_twice_is_a_no_op(run_inv):
     first = run_inv("db.setup", "--json")
     assert first.returncode == 0, first.stderr

@@ -19,6 +19,7 @@ def write_env(project, text, mode=0o600):
     return path
 
 
+@pytest.mark.smoke
 def test_defaults_come_from_default_toml(project):
     s = load(project)
     assert s.env == "dev"

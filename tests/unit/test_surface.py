@@ -1,0 +1,70 @@
+"""Meta-tests of the command surface: help everywhere, make help complete, the README true, imports lazy."""
+
+import inspect
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+MAKEFILE = (ROOT / "Makefile").read_text()
+README = (ROOT / "README.md").read_text()
+
+
+def all_tasks():
+    import tasks
+
+    ns = tasks.ns
+    return {name: ns[name] for name in ns.task_names}
+
+
+def test_every_task_has_a_docstring_and_help_for_every_flag():
+    for name, task in all_tasks().items():
+        assert (task.__doc__ or "").strip(), f"task {name} has no docstring"
+        params = [p for p in inspect.signature(task.body).parameters][1:]
+        missing = [p for p in params if p not in task.help]
+        assert not missing, f"task {name}: no help for {missing}"
+
+
+def public_targets():
+    targets = set(re.findall(r"^([a-z][a-z0-9_-]*):", MAKEFILE, re.M))
+    return targets
+
+
+def test_every_public_make_target_is_in_make_help():
+    listed = subprocess.run(["make", "--no-print-directory", "-s", "help"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    shown = set(re.findall(r"^  ([a-z][a-z0-9_-]*) ", listed, re.M))
+    assert public_targets(), "no targets found in the Makefile"
+    assert public_targets() == shown, f"make help lists {sorted(shown)}, the Makefile has {sorted(public_targets())}"
+
+
+def readme_commands():
+    return set(re.findall(r"`inv ([a-z][a-z0-9_.-]*)", README))
+
+
+def test_every_command_the_readme_names_exists():
+    names = set(all_tasks())
+    unknown = sorted(c for c in readme_commands() if c not in names)
+    assert not unknown, f"the README names commands that do not exist: {unknown}"
+
+
+def test_readme_command_table_matches_inv_list():
+    table = set(re.findall(r"^\| `inv ([a-z][a-z0-9_.-]*)", README, re.M))
+    assert table == set(all_tasks()), (
+        f"README table lacks {sorted(set(all_tasks()) - table)}; has extra {sorted(table - set(all_tasks()))}")
+
+
+def test_every_make_target_named_in_the_readme_exists():
+    named = set(re.findall(r"`make ([a-z][a-z0-9_-]*)", README))
+    assert named <= public_targets(), f"README names make targets that do not exist: {sorted(named - public_targets())}"
+
+
+@pytest.mark.smoke
+def test_listing_tasks_imports_nothing_heavy():
+    code = ("import sys, tasks; heavy = [m for m in ('clickhouse_connect', 'chdb', 'rich', 'yoyo', 'crontab', "
+            "'pytest', 'dotenv') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing tasks.py pulls in {out.stdout.strip()}; import them lazily"
