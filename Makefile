@@ -26,10 +26,20 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-.PHONY: demo  ## from a fresh clone: venv, embedded database, and a summary of what is there
+.PHONY: demo  ## from a fresh clone: venv, embedded database, migrations, and a summary of what is there
 demo: setup
 	$(INV) db.setup
+	$(INV) db.migrate
+	$(INV) db.status
 	$(INV) db.info
+
+.PHONY: migrate  ## apply pending migrations (inv db.migrate)
+migrate: setup
+	$(INV) db.migrate
+
+.PHONY: migrate-status  ## every migration and its state; exits 1 when anything is not applied
+migrate-status: setup
+	$(INV) db.status --check
 
 .PHONY: test  ## the quick developer loop: everything but e2e and slow tests, in parallel
 test: setup

@@ -140,14 +140,6 @@ def print_report(result: dict) -> None:
     print_table(rows, columns, title=title, right=columns[1:])
 
 
-def print_gate(rows: list[dict]) -> None:
-    from ops.output import print_table
-
-    print_table([(r["gate"], f"{r['measured']:.2f}x", f"{r['limit']:g}x", "pass" if r["passed"] else "FAIL")
-                 for r in rows], ["gate", "measured (best)", "limit", "result"], title="performance gate",
-                right=["measured (best)", "limit"])
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -174,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print_report(result)
             if args.gate:
-                print_gate(result["gate"])
+                gates.print_gate(result["gate"])
         output.info(f"wrote {display_path(path)}")
         if args.gate:
             gates.check_performance(result, settings)

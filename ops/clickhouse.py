@@ -234,6 +234,18 @@ class Database:
         except Exception as exc:
             raise _wrap(exc, f"INSERT INTO {table}") from exc
 
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert dicts as one JSONEachRow block: one atomic INSERT, values sent as data rather than SQL."""
+        import json
+
+        if not rows:
+            return
+        payload = "\n".join(json.dumps(row, default=str) for row in rows).encode()
+        try:
+            self.client.raw_insert(table, list(rows[0]), payload, fmt="JSONEachRow")
+        except Exception as exc:
+            raise _wrap(exc, f"INSERT INTO {table}") from exc
+
     def exists(self) -> bool:
         return bool(self.scalar("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": self.name}))
 

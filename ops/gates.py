@@ -49,3 +49,22 @@ def check_performance(results: dict[str, Any], settings) -> list[dict[str, Any]]
     if failed:
         raise WorkFailed("performance gate failed: " + "; ".join(failed))
     return rows
+
+
+def ratio_gate(name: str, measured: float, limit: float) -> dict[str, Any]:
+    """One gate row for a ratio measured by a benchmark (e.g. chops vs direct DDL)."""
+    if not measured > 0:
+        raise BadInput(f"benchmark ratio of `{name}` must be positive, got {measured}")
+    return {"gate": name, "measured": measured, "limit": float(limit), "passed": measured <= float(limit)}
+
+
+def describe(row: dict[str, Any]) -> str:
+    return f"{row['gate']} is {row['measured']:.2f}x (limit {row['limit']:g}x)"
+
+
+def print_gate(rows: list[dict[str, Any]]) -> None:
+    from ops.output import print_table
+
+    print_table([(r["gate"], f"{r['measured']:.2f}x", f"{r['limit']:g}x", "pass" if r["passed"] else "FAIL")
+                 for r in rows], ["gate", "measured (best)", "limit", "result"], title="performance gate",
+                right=["measured (best)", "limit"])

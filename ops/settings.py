@@ -17,6 +17,7 @@ The result is one frozen :class:`Settings` that also remembers where every value
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "database": Key(str, "database used when the URL names none"),
         "lock_timeout": Key(float, "seconds to wait for the embedded engine held by another process"),
         "connect_timeout": Key(float, "seconds to wait when connecting to a server"),
+        "cluster": Key(str, "cluster name: ON CLUSTER templating and Replicated bookkeeping on servers; empty = none"),
+    },
+    "migrations": {
+        "dir": Key(str, "migration files, NNNN_name.sql + NNNN_name.rollback.sql (relative to the project root)"),
+        "lock_timeout": Key(float, "seconds to wait for the migration lock held by another applier"),
     },
     "paths": {
         "var": Key(str, "runtime data: embedded database, logs, pid files (relative to the project root)"),
@@ -65,6 +71,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rounds": Key(int, "runs per command; the median and the best are reported"),
         "max_inv_list_ratio": Key(float, "performance gate: `inv --list` / `python -c 'import invoke'`"),
         "max_inv_help_ratio": Key(float, "performance gate: `inv --help db.info` / `python -c 'import invoke'`"),
+        "max_migrations_ratio": Key(float, "performance gate: 200 migrations through chops / the same DDL run directly"),
     },
 }
 
@@ -248,8 +255,12 @@ def _validate(settings: Settings) -> None:
     url = settings.values["clickhouse.url"]
     if url:
         parse_url(url, where=settings.sources["clickhouse.url"])
-    if settings.values["clickhouse.lock_timeout"] < 0:
-        raise ConfigError(f"{settings.sources['clickhouse.lock_timeout']}: clickhouse.lock_timeout must be >= 0")
+    for key in ("clickhouse.lock_timeout", "migrations.lock_timeout"):
+        if settings.values[key] < 0:
+            raise ConfigError(f"{settings.sources[key]}: {key} must be >= 0")
+    cluster = settings.values["clickhouse.cluster"]
+    if cluster and not re.match(r"^[A-Za-z0-9_.-]+$", cluster):
+        raise ConfigError(f"{settings.sources['clickhouse.cluster']}: clickhouse.cluster {cluster!r} is not a cluster name")
 
 
 def load_settings(root: Path = ROOT, environ: Mapping[str, str] | None = None) -> Settings:

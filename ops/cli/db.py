@@ -100,4 +100,189 @@ def query(c, sql, json=False, csv=False):
     output.info(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
-ns = Collection("db", setup, drop, info, query)
+def _migrations():
+    from ops import output
+    from ops.migrations import Migrations
+
+    return Migrations(settings(), notify=output.info)
+
+
+def _print_plan(plan, verb):
+    from ops import output
+
+    for item in plan:
+        output.info(f"-- {verb} {item['id']}")
+        for n, sql in enumerate(item["statements"], 1):
+            print(f"-- statement {n}\n{sql};")
+
+
+@task(help={
+    "to": "stop after this migration (its id, or its number)",
+    "dry_run": "print the rendered SQL of each statement and change nothing",
+    "resume": "continue a dirty migration from its first unfinished statement (after fixing the file)",
+    "json": "print the result as JSON",
+})
+def migrate(c, to=None, dry_run=False, resume=False, json=False):
+    """Apply pending migrations in order (migrations.dir); refuses while anything is dirty or drifted."""
+    from ops import output
+
+    def progress(f, n, total):
+        if not json:
+            output.info(f"applying {f.id} ({n + 1}/{total}, {len(f.statements)} statements)")
+
+    result = _migrations().migrate(to=to, dry_run=dry_run, resume=resume, progress=progress)
+    if json:
+        return output.print_json(result)
+    if dry_run:
+        _print_plan(result["plan"], "would apply")
+        return output.info(f"{len(result['plan'])} migration(s) would be applied; nothing was changed")
+    if not result["applied"]:
+        return output.info("nothing to apply: every migration is applied")
+    output.info(f"applied {len(result['applied'])} migration(s): {', '.join(result['applied'])}")
+
+
+@task(help={"json": "print as JSON", "check": "exit 1 when anything is pending, dirty or drifted (for CI and deploys)"})
+def status(c, json=False, check=False):
+    """Every migration with its state (applied, pending, dirty, drifted), when and by whom it was applied."""
+    from ops import output
+    from ops.errors import WorkFailed
+
+    rows = _migrations().status()
+    if json:
+        output.print_json(rows)
+    else:
+        output.print_table([(r["id"], r["state"], r["applied_at"] or "", r["applied_by"] or "", r["note"])
+                            for r in rows], ["migration", "state", "applied", "by", "note"])
+        counts = {}
+        for r in rows:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        output.info(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
+    if check:
+        bad = [r for r in rows if r["state"] != "applied"]
+        if bad:
+            raise WorkFailed(f"{len(bad)} migration(s) not applied cleanly: "
+                             + ", ".join(f"{r['id']} ({r['state']})" for r in bad[:5]),
+                             hint="run: inv db.migrate")
+
+
+@task(help={"name": "what the migration does, e.g. add_events_table (lowercase, digits, _)"})
+def new(c, name):
+    """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template."""
+    from ops import output
+
+    for path in _migrations().new(name):
+        output.info(f"wrote {path.relative_to(settings().root) if path.is_relative_to(settings().root) else path}")
+
+
+@task(help={
+    "count": "how many migrations to roll back, newest first (default 1)",
+    "to": "roll back every migration applied after this one (it stays applied)",
+    "dry_run": "print the rollback SQL and change nothing",
+    "json": "print the result as JSON",
+})
+def rollback(c, count=None, to=None, dry_run=False, json=False):
+    """Roll back applied migrations (newest first), or undo what ran of a dirty one."""
+    from ops import output
+    from ops.errors import BadInput
+
+    if count is not None:
+        try:
+            count = int(count)
+        except ValueError:
+            raise BadInput(f"--count must be a whole number, got {count!r}") from None
+    result = _migrations().rollback(count=count, to=to, dry_run=dry_run)
+    if json:
+        return output.print_json(result)
+    if dry_run:
+        _print_plan(result["plan"], "would roll back")
+        return output.info(f"{len(result['plan'])} migration(s) would be rolled back; nothing was changed")
+    output.info(f"rolled back {', '.join(result['rolled_back'])}")
+
+
+@task(help={"json": "print the findings as JSON", "no_sql": "skip the engine's syntax check of pending migrations"})
+def validate(c, json=False, no_sql=False):
+    """Check migrations: drift, duplicates, conflicts, cycles, unknown depends, rollback files, SQL syntax."""
+    from ops import output
+    from ops.errors import WorkFailed
+
+    findings = _migrations().validate(check_sql=not no_sql)
+    errors = [f for f in findings if f["level"] == "error"]
+    if json:
+        output.print_json(findings)
+    elif findings:
+        output.print_table([(f["level"], f["check"], f["migration"], f["message"]) for f in findings],
+                           ["level", "check", "migration", "message"])
+    else:
+        output.info("migrations are valid")
+    if errors:
+        raise WorkFailed(f"{len(errors)} error(s) in migrations")
+
+
+@task(help={"migration": "only this migration (id or number)", "json": "print as JSON"})
+def history(c, migration=None, json=False):
+    """The journal of every migration attempt, statement by statement."""
+    from ops import output
+
+    rows = _migrations().history(migration)
+    if json:
+        return output.print_json(rows)
+    output.print_table([(r["created_at_utc"][:23], r["migration_id"], r["operation"], r["event"],
+                         r["statement"] or "", f"{r['username']}@{r['hostname']}", r["error"]) for r in rows],
+                       ["at (UTC)", "migration", "operation", "event", "stmt", "by", "error"])
+
+
+@task(help={"migration": "the migration to record as applied (id or number)"})
+def mark(c, migration):
+    """Record a migration as applied without running it (repair)."""
+    from ops import output
+
+    changed = _migrations().mark(migration)
+    output.info(f"marked {migration} applied" if changed else f"{migration} is already applied; nothing changed")
+
+
+@task(help={"migration": "the migration to record as not applied (id or number)"})
+def unmark(c, migration):
+    """Record a migration as not applied without running anything (repair; also clears dirty)."""
+    from ops import output
+
+    changed = _migrations().unmark(migration)
+    output.info(f"unmarked {migration}" if changed else f"{migration} is not applied; nothing changed")
+
+
+@task(name="break-lock")
+def break_lock(c):
+    """Remove the migration lock (when its holder is gone)."""
+    from ops import output
+    from ops.migrate_backend import describe
+
+    holder = _migrations().break_lock()
+    output.info(f"removed the migration lock of {describe(holder)}" if holder else "the migration lock was not held")
+
+
+@task(name="import", help={
+    "directory": "the other tool's migration directory",
+    "from_": "its format: golang-migrate, goose or dbmate",
+    "dry_run": "say what would be written and write nothing",
+    "json": "print the result as JSON",
+})
+def import_(c, directory, from_=None, dry_run=False, json=False):
+    """Convert another tool's migrations (golang-migrate, goose, dbmate) into migrations.dir, order preserved."""
+    from pathlib import Path
+
+    from ops import output
+    from ops.errors import BadInput
+    from ops.migration_import import import_migrations
+
+    if not from_:
+        raise BadInput("--from is required: golang-migrate, goose or dbmate")
+    rows = import_migrations(Path(directory), settings().path("migrations.dir"), from_, dry_run=dry_run)
+    if json:
+        return output.print_json(rows)
+    output.print_table([(r["source"], r["id"], "yes" if r["rollback"] else "no", r["action"]) for r in rows],
+                       ["source", "migration", "rollback", "action"])
+    written = sum(r["action"] == "write" for r in rows)
+    output.info(f"{'would write' if dry_run else 'wrote'} {written} migration(s); {len(rows) - written} already imported")
+
+
+ns = Collection("db", setup, drop, info, query, migrate, status, new, rollback, validate, history, mark, unmark,
+                break_lock, import_)

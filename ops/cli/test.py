@@ -59,14 +59,11 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
 
 
 def _performance_gate(s) -> list[dict]:
-    """Measure CLI latency (best of bench.rounds) and judge it against the configured ratios."""
+    """Run the benchmarks (best of bench.rounds) and judge their ratios against the configured limits."""
     from ops import gates
-    from ops.cli.bench import _cli_latency
+    from ops.cli.bench import run_benchmarks
 
-    cli_latency = _cli_latency()
-    result = cli_latency.measure(int(s.get("bench.rounds")))
-    cli_latency.write_json(result, cli_latency.output_path(s))
-    rows = gates.performance_gate(result, s)
+    _, rows = run_benchmarks(s, int(s.get("bench.rounds")), show=False)
     for row in rows:
-        row["reason"] = "" if row["passed"] else f"{row['gate']} is {row['measured']:.2f}x import invoke (limit {row['limit']:g}x)"
+        row["reason"] = "" if row["passed"] else gates.describe(row)
     return rows
