@@ -143,6 +143,16 @@ class ClickHouseBackend(DatabaseBackend):
         self.db.command(log_table_sql(self.cluster, replicated))
         self._internal_schema_updated = True
 
+    def journal_exists(self) -> bool:
+        return bool(self.db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                                   "AND name = {t:String}", {"t": LOG_TABLE}))
+
+    def get_applied_migration_hashes(self):
+        # Reading must not create bookkeeping tables (yoyo's version does): a dry run changes nothing.
+        if not self._internal_schema_updated and not self.journal_exists():
+            return []
+        return [row[0] for row in self.execute(self.format_sql(self.applied_migrations_sql)).fetchall()]
+
     def begin(self):
         # ClickHouse has no transactions; a literal BEGIN is a syntax error.
         self._in_transaction = True

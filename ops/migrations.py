@@ -218,11 +218,16 @@ class Migrations:
         if self._backend is None:
             self._backend = ClickHouseBackend(self.db, cluster=self.settings.get("clickhouse.cluster") or None,
                                               lock_timeout=self.settings.get("migrations.lock_timeout"))
-            self._backend.ensure_internal_schema_updated()
         return self._backend
 
+    def _writable(self) -> ClickHouseBackend:
+        """The backend, with its journal table created: only for operations that write."""
+        self.backend.ensure_internal_schema_updated()
+        return self.backend
+
     def journal(self) -> list[dict[str, Any]]:
-        self.backend
+        if not self.backend._internal_schema_updated and not self.backend.journal_exists():
+            return []  # nothing ever ran here; reading creates nothing
         return self.db.rows(
             f"SELECT toString(id) AS id, attempt_id, migration_id, operation, event, statement, statement_sha, "
             f"checksum, error, username, hostname, pid, command, created_at_utc FROM {LOG_TABLE} "
@@ -418,7 +423,7 @@ class Migrations:
         if dry_run or not plan:
             return {"applied": [], "plan": rendered, "dry_run": dry_run}
         applied = []
-        with self.backend.lock():
+        with self._writable().lock():
             # Another applier may have finished while we waited for the lock: plan again under it.
             if not resume:
                 self._refuse_on_errors(files, allow_dirty=False)
@@ -544,7 +549,7 @@ class Migrations:
         if dry_run:
             return {"rolled_back": [], "plan": rendered, "dry_run": True}
         done = []
-        with self.backend.lock():
+        with self._writable().lock():
             states = self.states()
             for f, statements in plan:
                 st = states.get(f.id)
@@ -576,7 +581,7 @@ class Migrations:
         st = self.states(files)[f.id]
         if st.state == "applied":
             return False
-        with self.backend.lock():
+        with self._writable().lock():
             self._write([self._event_row(f, "mark", "done", str(uuid.uuid4()))])
         return True
 
@@ -588,7 +593,7 @@ class Migrations:
         mid = f.id if f else (ident.strip() if ident.strip() in states else self._resolve(files, ident).id)
         if states[mid].state == "pending":
             return False
-        with self.backend.lock():
+        with self._writable().lock():
             self._write([self._event_row(f or mid, "unmark", "done", str(uuid.uuid4()))])
         return True
 

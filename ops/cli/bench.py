@@ -28,11 +28,12 @@ def run_benchmarks(s, rounds: int, only: str | None = None, show: bool = True) -
     results, rows = {}, []
     for name in names:
         module = load_benchmark(name)
-        output.info(f"benchmark {name}: {rounds} round(s)")
         if name == "cli_latency":
+            output.info(f"benchmark {name}: {rounds} round(s)")
             result = module.measure(rounds)
             rows += gates.performance_gate(result, s)
         else:
+            output.info(f"benchmark {name}: {min(rounds, 3)} round(s)")
             result = module.measure(rounds=min(rounds, 3))
             rows.append(gates.ratio_gate(f"{result['count']} migrations vs direct DDL", result["ratio"]["best"],
                                          s.get("bench.max_migrations_ratio")))
