@@ -49,9 +49,14 @@ def human_bytes(n: int | float | None) -> str:
 
 
 def console(stderr: bool = False):
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped or captured output keeps whole lines (a terminal's width is used when there is one).
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def print_table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None,

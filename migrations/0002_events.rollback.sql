@@ -1,0 +1,3 @@
+-- Rollback of 0002_events.
+
+DROP TABLE IF EXISTS events ON CLUSTER {cluster} SYNC;

@@ -1,0 +1,132 @@
+"""The run ledger: one row per attempt of a pipeline partition (table ``run_ledger``, migration 0001).
+
+An attempt is written when it starts (``running``) and again when it ends; the table is a ReplacingMergeTree
+keyed by ``run_id`` and versioned by ``updated_at``, so ``FINAL`` reads each attempt's latest state. An attempt
+left ``running`` by a process that is gone is reported as ``died``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from datetime import date, datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from ops.errors import WorkFailed
+
+TABLE = "run_ledger"
+COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "plan_id", "rows_written",
+           "started_at", "finished_at", "duration_s", "error", "host", "pid", "code_version", "log_path",
+           "updated_at")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(t: datetime) -> datetime:
+    """A datetime read back from ClickHouse, as UTC-aware."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def stamp(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The code's version: the REVISION file a deploy writes, else the git commit, else 'unknown'."""
+    from ops import ROOT
+
+    revision = ROOT / "REVISION"
+    if revision.exists():
+        return revision.read_text().strip()[:40] or "unknown"
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def require_table(db) -> None:
+    if not db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+                     {"t": TABLE}):
+        raise WorkFailed("the run ledger table does not exist", hint="run: inv db.migrate")
+
+
+def write(db, row: dict[str, Any]) -> None:
+    """Append one state of an attempt (all columns)."""
+    record = dict(row)
+    record["partition"] = str(record["partition"])
+    for key in ("started_at", "finished_at"):
+        if isinstance(record.get(key), datetime):
+            record[key] = stamp(record[key])
+    record["updated_at"] = stamp(now())
+    db.insert_rows(TABLE, [{k: record.get(k) for k in COLUMNS}])
+
+
+def new_row(run_id: str, pipeline: str, day: date, attempt: int, trigger: str, plan_id: str, log_path: str) -> dict:
+    return {
+        "run_id": run_id, "pipeline": pipeline, "partition": day, "attempt": attempt, "status": "running",
+        "trigger": trigger, "plan_id": plan_id or "", "rows_written": 0, "started_at": now(), "finished_at": None,
+        "duration_s": None, "error": "", "host": socket.gethostname(), "pid": os.getpid(),
+        "code_version": code_version(), "log_path": log_path,
+    }
+
+
+def attempts(db, pipeline: str | None = None, day: date | None = None, limit: int | None = None,
+             since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
+    """Attempts, newest first, each in its latest state, with ``status`` 'died' for a dead 'running' one."""
+    where, params = [], {}
+    if pipeline:
+        where.append("pipeline = {p:String}")
+        params["p"] = pipeline
+    if day:
+        where.append("partition = {d:Date}")
+        params["d"] = day
+    if since:
+        where.append("partition >= {since:Date}")
+        params["since"] = since
+    if until:
+        where.append("partition <= {until:Date}")
+        params["until"] = until
+    sql = (f"SELECT run_id, pipeline, partition, attempt, toString(status) AS status, toString(trigger) AS trigger, "
+           f"plan_id, rows_written, started_at, finished_at, duration_s, error, host, pid, code_version, log_path "
+           f"FROM {TABLE} FINAL {'WHERE ' + ' AND '.join(where) if where else ''} "
+           f"ORDER BY started_at DESC, attempt DESC {f'LIMIT {int(limit)}' if limit else ''}")
+    rows = db.rows(sql, params)
+    for r in rows:
+        r["run_id"] = str(r["run_id"])
+        if r["status"] == "running" and not alive(r["host"], r["pid"]):
+            r["status"] = "died"
+    return rows
+
+
+def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dict[tuple[str, date], dict]:
+    """The newest attempt of each (pipeline, day) in [start, end]."""
+    out: dict[tuple[str, date], dict] = {}
+    for r in reversed(attempts(db, since=start, until=end)):  # oldest first, so the newest wins
+        if r["pipeline"] in pipelines:
+            out[(r["pipeline"], r["partition"])] = r
+    return out
+
+
+def alive(host: str, pid: int) -> bool:
+    """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,346 @@
+"""Pipelines: definitions, the registry that discovers them in ``pipelines/``, and schedules.
+
+A pipeline builds one day of its target table::
+
+    from ops.pipelines import pipeline, checks
+
+    @pipeline(name="daily_rollup", target="daily_rollup", schedule="30 1 * * *", depends_on=["events_ingest"],
+              checks=[checks.not_empty(), checks.unique("event_type")])
+    def build(run):
+        run.db.command(f"INSERT INTO {run.staging} SELECT ... WHERE day = {{day:Date}}", {"day": run.day})
+
+``build`` writes only into ``run.staging`` (a table made ``AS`` the target); the runner (``ops.runner``) checks
+the staging data and swaps the day in with ``REPLACE PARTITION``. Discovery imports every module of
+``pipelines/``; a module that fails to import, a duplicate name or an invalid definition is reported with the
+module's name, and every other pipeline still loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ops.errors import BadInput
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+# --- checks ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """A check on the staging data: ``sql`` counts the bad rows (0 passes). ``{table}`` is the staging table,
+    ``{day:Date}`` the day being built."""
+
+    name: str
+    sql: str
+    description: str
+
+    def render(self, table: str) -> str:
+        return self.sql.replace("{table}", f"`{table}`")
+
+
+class checks:
+    """The checks a pipeline can declare. Each counts the offending rows; zero passes."""
+
+    @staticmethod
+    def not_empty() -> Check:
+        return Check("not_empty", "SELECT count() = 0 FROM {table}", "the day has rows")
+
+    @staticmethod
+    def no_nulls(*columns: str) -> Check:
+        for c in columns:
+            _identifier(c, "column")
+        expr = " OR ".join(f"isNull(`{c}`)" for c in columns)
+        return Check(f"no_nulls({', '.join(columns)})", f"SELECT countIf({expr}) FROM {{table}}",
+                     f"{', '.join(columns)} never NULL")
+
+    @staticmethod
+    def unique(*columns: str) -> Check:
+        for c in columns:
+            _identifier(c, "column")
+        cols = ", ".join(f"`{c}`" for c in columns)
+        return Check(f"unique({', '.join(columns)})", f"SELECT count() - uniqExact({cols}) FROM {{table}}",
+                     f"({', '.join(columns)}) unique")
+
+    @staticmethod
+    def within_day(column: str, tz: str = "UTC") -> Check:
+        _identifier(column, "column")
+        return Check(f"within_day({column})",
+                     f"SELECT countIf(toDate(`{column}`, '{tz}') != {{day:Date}}) FROM {{table}}",
+                     f"every {column} falls on the day ({tz})")
+
+    @staticmethod
+    def rows_between(minimum: int, maximum: int | None = None) -> Check:
+        upper = "" if maximum is None else f" OR count() > {int(maximum)}"
+        return Check(f"rows_between({minimum}, {maximum})", f"SELECT count() < {int(minimum)}{upper} FROM {{table}}",
+                     f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows")
+
+    @staticmethod
+    def sql(name: str, query: str, description: str = "") -> Check:
+        """A custom check: ``query`` returns the number of bad rows in ``{table}`` for ``{day:Date}``."""
+        return Check(name, query, description or name)
+
+
+# --- definitions ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Pipeline:
+    """One pipeline's definition. ``build(run)`` fills ``run.staging`` with the day's rows."""
+
+    name: str
+    build: Callable[[Any], None]
+    target: str
+    description: str = ""
+    schedule: str | None = None  # 5-field cron expression or @daily/@hourly...; None = run by hand/backfill only
+    timezone: str = "UTC"  # the zone in which a "day" (a partition) is cut
+    depends_on: tuple[str, ...] = ()  # pipelines that must have succeeded for the same day first
+    backfillable: bool = True
+    checks: tuple[Check, ...] = ()
+    retries: int = 0  # extra attempts after a retryable failure (lost connection, timeout)
+    retry_delay: float = 5.0  # seconds before the first retry; doubles each time
+    timeout: float = 3600.0  # seconds a run may take
+    allow_empty: bool = False  # an empty day is normal (otherwise building 0 rows fails the run)
+    cron_date: str = "yesterday"  # the day a scheduled run builds: "yesterday" (complete day) or "today"
+    module: str = ""
+
+    def tz(self) -> tzinfo:
+        return zone(self.timezone)
+
+    def next_run(self, after: datetime | None = None) -> datetime | None:
+        if not self.schedule:
+            return None
+        return next_run(self.schedule, after or datetime.now(timezone.utc))
+
+
+def zone(name: str) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown time zone {name!r}") from None
+
+
+def _identifier(name: str, what: str) -> str:
+    if not TABLE.match(name or ""):
+        raise BadInput(f"{what} {name!r} is not a valid identifier")
+    return name
+
+
+def validate_schedule(expr: str) -> str:
+    from crontab import CronSlices
+
+    if not isinstance(expr, str) or not CronSlices.is_valid(expr.strip()):
+        raise BadInput(f"invalid cron schedule {expr!r} (five fields: minute hour day-of-month month day-of-week)")
+    if len(expr.split()) not in (1, 5):
+        raise BadInput(f"invalid cron schedule {expr!r}: five fields, no seconds or years")
+    return expr.strip()
+
+
+def next_run(expr: str, after: datetime) -> datetime:
+    """The first minute after ``after`` (UTC) at which ``expr`` fires; cron's day-of-month/day-of-week OR rule."""
+    from crontab import CronSlices
+
+    slices = list(CronSlices(expr))
+    minute, hour, dom, month, dow = (set(s) for s in slices)
+    dom_any, dow_any = len(dom) >= 31, len(dow) >= 7
+    dow = {d % 7 for d in dow}
+    t = after.astimezone(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for _ in range(366 * 24 * 60):
+        if t.month in month and t.hour in hour and t.minute in minute:
+            day_ok = t.day in dom
+            week_ok = ((t.isoweekday() % 7) in dow)
+            if (day_ok and week_ok) if (dom_any or dow_any) else (day_ok or week_ok):
+                return t
+        t += timedelta(minutes=1)
+    raise BadInput(f"cron schedule {expr!r} never fires")
+
+
+# --- the registry ---------------------------------------------------------------------------------------------------
+
+_collecting: list[Pipeline] | None = None
+
+
+def pipeline(*, name: str, target: str, **options: Any) -> Callable[[Callable], Callable]:
+    """Declare the decorated ``build(run)`` function a pipeline. See :class:`Pipeline` for the options."""
+
+    def register(build: Callable) -> Callable:
+        module = getattr(build, "__module__", "")
+        definition = _define(name=name, target=target, build=build, module=module, **options)
+        if _collecting is not None:
+            _collecting.append(definition)
+        build.pipeline = definition
+        return build
+
+    return register
+
+
+def _define(**kwargs: Any) -> Pipeline:
+    known = set(Pipeline.__dataclass_fields__)
+    unknown = set(kwargs) - known
+    if unknown:
+        raise BadInput(f"unknown pipeline option(s): {', '.join(sorted(unknown))}")
+    p = Pipeline(**kwargs)
+    if not NAME.match(p.name or ""):
+        raise BadInput(f"pipeline name {p.name!r} must be lowercase letters, digits and _ (starting with a letter)")
+    _identifier(p.target, "target table")
+    if p.schedule is not None:
+        p.schedule = validate_schedule(p.schedule)
+    p.tz()
+    p.depends_on = tuple(p.depends_on)
+    p.checks = tuple(p.checks)
+    for c in p.checks:
+        if not isinstance(c, Check):
+            raise BadInput(f"checks of {p.name} must be ops.pipelines.checks.* objects, got {c!r}")
+    for number, what in ((p.retries, "retries"), (p.retry_delay, "retry_delay"), (p.timeout, "timeout")):
+        if not isinstance(number, (int, float)) or number < 0:
+            raise BadInput(f"{what} of {p.name} must be a number >= 0")
+    if p.timeout == 0:
+        raise BadInput(f"timeout of {p.name} must be positive")
+    if p.cron_date not in ("yesterday", "today"):
+        raise BadInput(f"cron_date of {p.name} must be 'yesterday' or 'today'")
+    if p.name in p.depends_on:
+        raise BadInput(f"{p.name} depends on itself")
+    return p
+
+
+@dataclass
+class Registry:
+    """The pipelines found in a directory, and what failed to load (module -> one-line reason)."""
+
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> Pipeline:
+        if name in self.pipelines:
+            return self.pipelines[name]
+        broken = [m for m in self.errors if m.rsplit(".", 1)[-1] == name]
+        if broken:
+            raise BadInput(f"pipeline {name!r} did not load: {self.errors[broken[0]]}")
+        close = difflib.get_close_matches(name, list(self.pipelines), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(self.pipelines)) or 'none'}"
+        raise BadInput(f"unknown pipeline {name!r}", hint=hint)
+
+    def names(self) -> list[str]:
+        return sorted(self.pipelines)
+
+    def ordered(self, names: Iterable[str] | None = None) -> list[Pipeline]:
+        """Pipelines in dependency order (dependencies first), ties by name."""
+        chosen = set(self.pipelines if names is None else names)
+        done: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(n: str) -> None:
+            if n in done:
+                return
+            visiting.add(n)
+            for dep in sorted(self.pipelines[n].depends_on):
+                if dep in chosen and dep not in done:
+                    visit(dep)
+            visiting.discard(n)
+            done.append(n)
+
+        for n in sorted(chosen):
+            visit(n)
+        return [self.pipelines[n] for n in done]
+
+
+def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
+    """Import every module of ``pipelines/`` (or ``directory``) and collect its pipelines."""
+    global _collecting
+    from ops import ROOT
+
+    directory = Path(directory) if directory else ROOT / "pipelines"
+    registry = Registry()
+    if not directory.is_dir():
+        raise BadInput(f"pipelines directory {directory} does not exist")
+    package = directory.name if directory == ROOT / "pipelines" else f"_chops_pipelines_{abs(hash(str(directory)))}"
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        module_name = f"{package}.{path.stem}"
+        found: list[Pipeline] = []
+        _collecting = found
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        except BadInput as exc:
+            registry.errors[module_name] = f"{path.name}: {exc.message}"
+            continue
+        except Exception as exc:  # any error in a user's module: report it, keep loading the others
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" (line {frame.lineno})" if frame and frame.filename == str(path) else ""
+            registry.errors[module_name] = f"{path.name}{where}: {type(exc).__name__}: {exc}"
+            continue
+        finally:
+            _collecting = None
+        for p in found:
+            p.module = module_name
+            if p.name in registry.pipelines:
+                other = registry.pipelines.pop(p.name).module
+                registry.errors[module_name] = (f"{path.name}: pipeline {p.name!r} is already defined in "
+                                                f"{other.rsplit('.', 1)[-1]}.py")
+                registry.errors[other] = f"{other.rsplit('.', 1)[-1]}.py: pipeline {p.name!r} is also defined in {path.name}"
+                continue
+            registry.pipelines[p.name] = p
+    # depends_on must name loaded pipelines; a pipeline with a missing dependency cannot run
+    changed = True
+    while changed:
+        changed = False
+        for p in list(registry.pipelines.values()):
+            missing = [d for d in p.depends_on if d not in registry.pipelines]
+            if missing:
+                registry.errors[p.module] = f"{p.module.rsplit('.', 1)[-1]}.py: {p.name} depends on unknown " \
+                                            f"pipeline(s) {', '.join(missing)}"
+                del registry.pipelines[p.name]
+                changed = True
+    cycle = _cycle({n: list(p.depends_on) for n, p in registry.pipelines.items()})
+    if cycle:
+        for n in cycle:
+            p = registry.pipelines.pop(n)
+            registry.errors[p.module] = f"{p.module.rsplit('.', 1)[-1]}.py: dependency cycle {' -> '.join(cycle)}"
+    return registry
+
+
+def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    from ops.migrations import _find_cycle
+
+    return _find_cycle(graph)
+
+
+# --- dates ----------------------------------------------------------------------------------------------------------
+
+def parse_day(text: str, tz: tzinfo, allow_future: bool = False, today: date | None = None) -> date:
+    """``YYYY-MM-DD``, ``today`` or ``yesterday`` (in ``tz``) as a date; impossible or future dates are bad input."""
+    today = today or datetime.now(tz).date()
+    raw = (text or "").strip().lower()
+    if raw == "today":
+        return today
+    if raw == "yesterday":
+        return today - timedelta(days=1)
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise BadInput(f"date {text!r} must be YYYY-MM-DD, today or yesterday")
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise BadInput(f"date {text!r} does not exist") from None
+    if day > today and not allow_future:
+        raise BadInput(f"date {day} is in the future (today is {today} in {getattr(tz, 'key', tz)})",
+                       hint="pass --allow-future if you mean it")
+    return day
+
+
+def days_between(start: date, end: date) -> Sequence[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]

@@ -1,0 +1,351 @@
+"""The runner: one way to run a pipeline for one day, whether from cron, by hand or from a backfill.
+
+1. take the partition's lock (``var/locks/``; a second run of the same pipeline and day waits, and then finds
+   the work done);
+2. append a ``running`` attempt to the ledger;
+3. build the day into a staging table made ``AS`` the target;
+4. check the staging data (its partition, its row count, the pipeline's checks);
+5. swap it in atomically: ``ALTER TABLE target REPLACE PARTITION ID … FROM staging``;
+6. record ``succeeded`` (or ``failed``/``killed`` with the error), and always drop the staging table.
+
+Failing checks, errors, timeouts and SIGTERM all leave the target untouched: nothing reaches it except through
+step 5, which either happens whole or not at all. A re-run of a day replaces it, so runs never duplicate rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from ops import ledger
+from ops.errors import BadInput, ChopsError, DatabaseError, WorkFailed
+from ops.pipelines import Pipeline, Registry, load_pipelines, parse_day
+
+STAGING_PREFIX = "_chops_staging_"
+TRIGGERS = ("manual", "cron", "backfill")
+# ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
+RETRYABLE_CODES = {159, 160, 164, 202, 209, 210, 241, 252, 319, 425, 999}
+
+
+class Interrupted(WorkFailed):
+    """The run was stopped by a signal."""
+
+
+class TimedOut(WorkFailed):
+    """The run took longer than the pipeline's timeout."""
+
+
+@dataclass
+class Run:
+    """What ``build(run)`` gets: the day, the staging table to fill, and the database."""
+
+    pipeline: Pipeline
+    day: date
+    db: Any
+    staging: str
+    settings: Any
+    run_id: str
+    trigger: str
+    log: logging.Logger
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return self.pipeline.target
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        """Query parameters: ``{day:Date}`` plus ``extra``."""
+        return {"day": self.day, **extra}
+
+    def inbox(self, name: str) -> Path:
+        """The folder where files for this pipeline and day are dropped: ``<paths.var>/inbox/<name>/<day>/``."""
+        return self.settings.path("paths.var") / "inbox" / name / self.day.isoformat()
+
+    def insert_file(self, path: Path, fmt: str, columns: list[str] | None = None) -> None:
+        """Send a file's bytes to ClickHouse, which parses them into the staging table (never row by row here).
+        A bad row fails the run naming the file and ClickHouse's row number."""
+        data = Path(path).read_bytes()
+        try:
+            self.db.client.raw_insert(self.staging, columns, data, fmt=fmt,
+                                      settings={"input_format_allow_errors_num": 0,
+                                                "input_format_allow_errors_ratio": 0})
+        except Exception as exc:
+            from ops.clickhouse import _first_line
+
+            raise WorkFailed(f"{path.name}: ClickHouse could not load it: {_first_line(exc)}") from None
+        self.log.info("loaded %s (%d bytes, %s)", path.name, len(data), fmt)
+
+
+def _log_for(settings, pipeline: str, day: date, run_id: str) -> tuple[logging.Logger, Path]:
+    directory = settings.path("paths.logs") / "pipelines" / pipeline
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{day.isoformat()}_{run_id[:8]}.log"
+    logger = logging.getLogger(f"chops.run.{run_id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger, path
+
+
+def _close_log(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+def staging_name(p: Pipeline, day: date, run_id: str) -> str:
+    return f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_{run_id[:8]}"
+
+
+def _retryable(exc: BaseException) -> bool:
+    import re
+
+    if isinstance(exc, (Interrupted, TimedOut, BadInput)):
+        return False
+    text = str(exc.__cause__ or exc)
+    if "cannot reach ClickHouse" in str(exc):
+        return True
+    m = re.search(r"Code: (\d+)", text)
+    return bool(m and int(m.group(1)) in RETRYABLE_CODES)
+
+
+class _Signals:
+    """SIGTERM/SIGINT and the timeout become exceptions inside the run, so it ends through the same cleanup."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals can only be handled in the main thread; a backfill worker is stopped by its parent
+
+        def stop(signum, frame):
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+        def alarm(signum, frame):
+            raise TimedOut(f"timed out after {self.timeout:g}s")
+
+        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGALRM, alarm)):
+            self.previous[sig] = signal.signal(sig, handler)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+        return False
+
+
+def partition_status(db, p: Pipeline, day: date) -> dict[str, Any]:
+    """Rows of the target for the day, and the newest attempt in the ledger."""
+    rows = db.scalar(
+        "SELECT sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = {t:String} AND active "
+        "AND partition_id = partitionId({d:Date})", {"t": p.target, "d": day}) or 0
+    tries = ledger.attempts(db, p.name, day, limit=1)
+    return {"rows": int(rows), "last": tries[0] if tries else None}
+
+
+def _check_target(db, p: Pipeline) -> None:
+    found = db.rows("SELECT partition_key, engine FROM system.tables WHERE database = currentDatabase() "
+                    "AND name = {t:String}", {"t": p.target})
+    if not found:
+        raise WorkFailed(f"target table {p.target} of {p.name} does not exist", hint="run: inv db.migrate")
+    if not found[0]["partition_key"]:
+        raise WorkFailed(f"target table {p.target} has no PARTITION BY; chops swaps whole days, so it must be "
+                         "partitioned by day")
+
+
+def _check_dependencies(db, p: Pipeline, day: date) -> None:
+    for dep in p.depends_on:
+        tries = ledger.attempts(db, dep, day, limit=1)
+        if not tries or tries[0]["status"] != "succeeded":
+            state = tries[0]["status"] if tries else "never run"
+            raise WorkFailed(f"{p.name} depends on {dep}, which has not succeeded for {day} ({state})",
+                             hint=f"run: inv pipeline.run {dep} --date {day}")
+
+
+def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: str = "manual", force: bool = False,
+                 dry_run: bool = False, allow_future: bool = False, plan_id: str = "",
+                 registry: Registry | None = None, db=None, notify: Callable[[str], None] | None = None,
+                 wait_timeout: float | None = None) -> dict[str, Any]:
+    """Run ``name`` for one day. Returns a summary; raises BadInput/WorkFailed for bad input and failed work."""
+    notify = notify or (lambda message: None)
+    if trigger not in TRIGGERS:
+        raise BadInput(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    registry = registry or load_pipelines(settings)
+    p = registry.get(name)
+    day = parse_day(day_text, p.tz(), allow_future=allow_future)
+    if db is None:
+        from ops.clickhouse import connect
+
+        db = connect(settings)
+    ledger.require_table(db)
+    _check_target(db, p)
+    if dry_run:
+        status = partition_status(db, p, day)
+        deps = {d: (ledger.attempts(db, d, day, limit=1) or [{"status": "never run"}])[0]["status"]
+                for d in p.depends_on}
+        return {"pipeline": p.name, "day": day, "dry_run": True, "target": p.target, "rows_now": status["rows"],
+                "last_status": status["last"]["status"] if status["last"] else None, "depends": deps,
+                "checks": [c.name for c in p.checks],
+                "would": ("skip (already succeeded; --force rebuilds)"
+                          if status["last"] and status["last"]["status"] == "succeeded" and not force
+                          else "build and swap in")}
+
+    from ops.locks import FileLock
+
+    asked = ledger.now()
+    lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
+                    f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
+    with lock:
+        _check_dependencies(db, p, day)
+        previous = ledger.attempts(db, p.name, day)
+        _close_dead_attempts(db, previous)
+        others = [a for a in previous if a["status"] == "running"]
+        if others and not force:
+            a = others[0]
+            raise WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']}, since "
+                             f"{a['started_at']:%H:%M:%S} UTC)", hint="wait for it, or pass --force")
+        done = [a for a in previous if a["status"] == "succeeded"]
+        if done and not force:
+            by_other = ledger.aware(done[0]["started_at"]) >= asked
+            why = ("by a run that finished while this one waited" if by_other
+                   else f"at {ledger.aware(done[0]['finished_at']):%Y-%m-%d %H:%M} UTC")
+            return {"pipeline": p.name, "day": day, "status": "skipped", "rows": done[0]["rows_written"],
+                    "reason": f"already succeeded {why}; --force rebuilds it", "run_id": done[0]["run_id"]}
+        _drop_orphans(db, p, day)
+        attempt = max((a["attempt"] for a in previous), default=0)
+        delay = p.retry_delay
+        for retry in range(int(p.retries) + 1):
+            attempt += 1
+            try:
+                return _attempt(settings, db, p, day, attempt, trigger, plan_id, notify)
+            except ChopsError as exc:
+                if retry >= p.retries or not _retryable(exc):
+                    raise
+                notify(f"{p.name} {day}: attempt {attempt} failed ({exc.message}); retrying in {delay:g}s")
+                time.sleep(delay)
+                delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _close_dead_attempts(db, previous: list[dict]) -> None:
+    """Attempts left 'running' by a process that is gone are closed as failed, so the ledger says what happened."""
+    for a in previous:
+        if a["status"] == "died":
+            row = {**a, "status": "failed", "finished_at": ledger.now(),
+                   "error": f"the process (pid {a['pid']} on {a['host']}) died without finishing"}
+            ledger.write(db, row)
+            a["status"] = "failed"
+
+
+def _drop_orphans(db, p: Pipeline, day: date) -> None:
+    """Staging tables of this pipeline and day left by a run that died (we hold the partition's lock)."""
+    names = db.rows("SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, {p:String})",
+                    {"p": f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_"})
+    for row in names:
+        db.command(f"DROP TABLE IF EXISTS `{row['name']}` SYNC")
+
+
+def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,
+             notify: Callable[[str], None]) -> dict[str, Any]:
+    run_id = str(uuid.uuid4())
+    log, log_path = _log_for(settings, p.name, day, run_id)
+    row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path))
+    ledger.write(db, row)
+    staging = staging_name(p, day, run_id)
+    started = time.monotonic()
+    log.info("run %s: %s for %s (attempt %d, trigger %s, code %s)", run_id, p.name, day, attempt, trigger,
+             row["code_version"])
+    try:
+        with _Signals(p.timeout):
+            db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
+            log.info("staging table %s", staging)
+            p.build(Run(pipeline=p, day=day, db=db, staging=staging, settings=settings, run_id=run_id,
+                        trigger=trigger, log=log))
+            rows = _verify(db, p, day, staging, log)
+            _swap(db, p, day, staging, rows)
+            log.info("swapped %d rows into %s for %s", rows, p.target, day)
+        row.update(status="succeeded", rows_written=rows, finished_at=ledger.now(),
+                   duration_s=round(time.monotonic() - started, 3))
+        ledger.write(db, row)
+        return {"pipeline": p.name, "day": day, "status": "succeeded", "rows": rows, "run_id": run_id,
+                "attempt": attempt, "duration_s": row["duration_s"], "log": str(log_path)}
+    except BaseException as exc:
+        status = "killed" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+        message = exc.message if isinstance(exc, ChopsError) else f"{type(exc).__name__}: {exc}"
+        log.error("%s: %s", status, message, exc_info=not isinstance(exc, ChopsError))
+        row.update(status=status, error=message[:2000], finished_at=ledger.now(),
+                   duration_s=round(time.monotonic() - started, 3))
+        _quietly(lambda: ledger.write(db, row))
+        if isinstance(exc, ChopsError):
+            exc.message = f"{p.name} {day}: {exc.message}"
+            exc.hint = exc.hint or f"log: {log_path}"
+            raise
+        if isinstance(exc, DatabaseError):
+            raise
+        if isinstance(exc, Exception):
+            raise WorkFailed(f"{p.name} {day}: {message}", hint=f"log: {log_path}") from exc
+        raise
+    finally:
+        _quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
+        _close_log(log)
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    """Cleanup that must not hide the original error; a second signal during it is ignored."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        action()
+    except Exception:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _verify(db, p: Pipeline, day: date, staging: str, log: logging.Logger) -> int:
+    parts = db.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
+                    "AND table = {t:String} AND active GROUP BY partition_id", {"t": staging})
+    expected = db.scalar("SELECT partitionId({d:Date})", {"d": day})
+    stray = [r["partition_id"] for r in parts if r["partition_id"] != expected]
+    if stray:
+        raise WorkFailed(f"built rows outside {day} (partitions {', '.join(stray)}); the target must be partitioned "
+                         f"by day and build() must write only the day")
+    rows = int(sum(r["rows"] for r in parts))
+    if rows == 0 and not p.allow_empty:
+        raise WorkFailed(f"built 0 rows for {day}; nothing was swapped in",
+                         hint="if an empty day is normal, declare the pipeline with allow_empty=True")
+    for check in p.checks:
+        bad = db.scalar(check.render(staging), {"day": day})
+        log.info("check %s: %s", check.name, "ok" if not bad else f"{bad} bad")
+        if bad:
+            raise WorkFailed(f"check {check.name} failed ({check.description}): {bad} offending row(s); "
+                             "the target was not touched")
+    return rows
+
+
+def _swap(db, p: Pipeline, day: date, staging: str, rows: int) -> None:
+    import re
+
+    pid = db.scalar("SELECT partitionId({d:Date})", {"d": day})
+    if not re.fullmatch(r"[0-9A-Za-z_-]+", pid or ""):  # computed by ClickHouse; inlined because ALTER takes no parameters
+        raise WorkFailed(f"unexpected partition id {pid!r} for {day}")
+    if rows == 0:
+        db.command(f"ALTER TABLE `{p.target}` DROP PARTITION ID '{pid}'")
+    else:
+        db.command(f"ALTER TABLE `{p.target}` REPLACE PARTITION ID '{pid}' FROM `{staging}`")
