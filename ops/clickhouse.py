@@ -209,14 +209,14 @@ class Database:
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         try:
-            return self.client.command(sql, parameters=parameters, settings=settings)
+            return self.client.command(sql, parameters=_used(sql, parameters), settings=settings)
         except Exception as exc:
             raise _wrap(exc, sql) from exc
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None):
         """Run a SELECT; returns clickhouse-connect's QueryResult (``result_rows``, ``column_names``)."""
         try:
-            return self.client.query(sql, parameters=parameters, settings=settings)
+            return self.client.query(sql, parameters=_used(sql, parameters), settings=settings)
         except Exception as exc:
             raise _wrap(exc, sql) from exc
 
@@ -251,6 +251,15 @@ class Database:
 
     def close(self) -> None:
         _close_client(self.client)
+
+
+def _used(sql: str, parameters: dict | None) -> dict | None:
+    """Only the parameters the SQL binds as ``{name:Type}``. Given none, clickhouse-connect would format the
+    text client-side with ``%`` and trip over a literal ``%`` (``n % 7``); so none is passed as None."""
+    if not parameters:
+        return None
+    used = {k: v for k, v in parameters.items() if "{" + k + ":" in sql}
+    return used or None
 
 
 def _wrap(exc: Exception, sql: str) -> Exception:

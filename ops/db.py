@@ -86,9 +86,9 @@ def query(settings, sql: str) -> dict[str, Any]:
     try:
         if READ_STATEMENT.match(sql):
             result = db.query(sql)
-            return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
+            return {"read": True, "columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
         out = db.command(sql)
-        return {"columns": [], "rows": [], "result": out if isinstance(out, (str, int)) else "OK"}
+        return {"read": False, "columns": [], "rows": [], "result": out if isinstance(out, (str, int)) else "OK"}
     finally:
         db.close()
 

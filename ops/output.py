@@ -54,8 +54,9 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped or captured output keeps whole lines (a terminal's width is used when there is one).
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    # Piped or captured output keeps whole lines (a terminal's width is used when there is one; CHOPS_WIDTH
+    # sets it otherwise).
+    width = None if stream.isatty() else int(os.environ.get("CHOPS_WIDTH", "200"))
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 

@@ -260,10 +260,12 @@ def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
     global _collecting
     from ops import ROOT
 
-    directory = Path(directory) if directory else ROOT / "pipelines"
+    if directory is None:
+        directory = settings.path("pipelines.dir") if settings is not None else ROOT / "pipelines"
+    directory = Path(directory)
     registry = Registry()
     if not directory.is_dir():
-        raise BadInput(f"pipelines directory {directory} does not exist")
+        raise BadInput(f"pipelines directory {directory} does not exist", hint="set pipelines.dir")
     package = directory.name if directory == ROOT / "pipelines" else f"_chops_pipelines_{abs(hash(str(directory)))}"
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):

@@ -182,6 +182,7 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
                  wait_timeout: float | None = None) -> dict[str, Any]:
     """Run ``name`` for one day. Returns a summary; raises BadInput/WorkFailed for bad input and failed work."""
     notify = notify or (lambda message: None)
+    asked = ledger.now()  # before any waiting: for the embedded engine, or for the partition's lock
     if trigger not in TRIGGERS:
         raise BadInput(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
     registry = registry or load_pipelines(settings)
@@ -206,7 +207,6 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
 
     from ops.locks import FileLock
 
-    asked = ledger.now()
     lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
                     f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
     with lock:

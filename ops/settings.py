@@ -31,7 +31,7 @@ from ops.errors import ConfigError
 # Files in config/ that are not environment overlays.
 NOT_ENVIRONMENTS = {"default", "deploy"}
 # CHOPS_* variables that are not settings keys.
-META_VARIABLES = {"CHOPS_ENV", "CHOPS_ENV_FILE", "CHOPS_DEBUG", "CHOPS_TEST_CLICKHOUSE_URL"}
+META_VARIABLES = {"CHOPS_ENV", "CHOPS_ENV_FILE", "CHOPS_DEBUG", "CHOPS_TEST_CLICKHOUSE_URL", "CHOPS_WIDTH"}
 # Conventional names accepted besides CHOPS_<SECTION>__<KEY>.
 ALIASES = {"CLICKHOUSE_URL": "clickhouse.url"}
 
@@ -58,9 +58,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dir": Key(str, "migration files, NNNN_name.sql + NNNN_name.rollback.sql (relative to the project root)"),
         "lock_timeout": Key(float, "seconds to wait for the migration lock held by another applier"),
     },
+    "pipelines": {
+        "dir": Key(str, "pipeline modules, one per pipeline (relative to the project root)"),
+    },
     "paths": {
         "var": Key(str, "runtime data: embedded database, logs, pid files (relative to the project root)"),
-        "logs": Key(str, "log directory (relative to the project root)"),
+        "logs": Key(str, "log directory (relative to the project root); empty = <paths.var>/log"),
         "reports": Key(str, "test reports and benchmark results (relative to the project root)"),
     },
     "test": {
@@ -214,7 +217,9 @@ class Settings:
         raise AttributeError(section)
 
     def path(self, dotted: str) -> Path:
-        """A path setting, resolved against the project root."""
+        """A path setting, resolved against the project root. An empty paths.logs means <paths.var>/log."""
+        if dotted == "paths.logs" and not self.values[dotted]:
+            return self.path("paths.var") / "log"
         p = Path(self.values[dotted])
         return p if p.is_absolute() else self.root / p
 

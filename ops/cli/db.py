@@ -91,10 +91,10 @@ def query(c, sql, json=False, csv=False):
     result = db.query(settings(), sql)
     columns, rows = result["columns"], result["rows"]
     if json:
-        return output.print_json([dict(zip(columns, r)) for r in rows] if columns else result)
+        return output.print_json([dict(zip(columns, r)) for r in rows] if result["read"] else result)
     if csv:
         return output.print_csv(rows, columns)
-    if not columns:
+    if not result["read"]:
         return output.info(str(result.get("result", "OK")) or "OK")
     output.print_table(rows, columns)
     output.info(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")

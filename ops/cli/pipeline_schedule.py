@@ -1,0 +1,137 @@
+"""pipeline.schedule / unschedule / crontab / doctor: the pipelines' entries in this user's crontab.
+
+Registered into the ``pipeline`` collection by ``ops.cli.pipeline`` through ``TASKS``.
+"""
+
+from __future__ import annotations
+
+from ops.cli.base import settings, task
+
+_NAME_HELP = "a pipeline (repeat --name for several, or a,b)"
+
+
+def _require_scope(names, everything):
+    from ops.errors import BadInput
+
+    if not names and not everything:
+        raise BadInput("name pipelines or use --all", hint="e.g. --name events_ingest, or --all")
+
+
+def _registry():
+    from ops.pipelines import load_pipelines
+
+    return load_pipelines(settings())
+
+
+def _rows(changes):
+    return [(c.action, c.pipeline, c.schedule, c.command) for c in changes]
+
+
+def _warn_daemon():
+    from ops import cron, output
+
+    if cron.daemon_pid() is None:
+        output.info("warning: no cron daemon is running, so no entry will fire "
+                    "(start it: service cron start, or /usr/sbin/cron)")
+
+
+def _show(plan, dry_run, json, verb):
+    from ops import output
+
+    if json:
+        return output.print_json({**plan.as_dict(), "dry_run": dry_run})
+    if dry_run:
+        diff = plan.diff()
+        for line in diff:
+            print(line)
+        output.info(f"would {verb}: {plan.summary()}; nothing was changed" if diff
+                    else f"nothing to {verb}: the crontab is already as planned ({plan.summary()})")
+        return
+    if plan.changes:
+        output.print_table(_rows(plan.changes), ["action", "pipeline", "schedule", "command"])
+    output.info(plan.summary() + ("" if plan.changed else "; the crontab was not changed"))
+
+
+@task(iterable=["name"], help={
+    "name": _NAME_HELP,
+    "all": "every scheduled pipeline; also removes the entries of pipelines that are gone or unscheduled",
+    "dry_run": "print the crontab diff (+/- lines) and change nothing",
+    "json": "print the plan as JSON",
+})
+def schedule(c, name=None, all=False, dry_run=False, json=False):
+    """Install one cron entry per scheduled pipeline in this user's crontab (idempotent; others' lines untouched)."""
+    from ops import cron
+
+    everything = all
+    _require_scope(name, everything)
+    plan = cron.plan(settings(), _registry(), names=name, all=everything)
+    if not dry_run:
+        cron.apply(plan)
+    _show(plan, dry_run, json, "schedule")
+    if not json:
+        _warn_daemon()
+
+
+@task(iterable=["name"], help={
+    "name": _NAME_HELP,
+    "all": "every entry of this project (of this checkout), whether its pipeline exists or not",
+    "dry_run": "print the crontab diff (+/- lines) and change nothing",
+    "json": "print the plan as JSON",
+})
+def unschedule(c, name=None, all=False, dry_run=False, json=False):
+    """Remove pipelines' cron entries from this user's crontab (other lines are kept byte for byte)."""
+    from ops import cron
+
+    everything = all
+    _require_scope(name, everything)
+    plan = cron.unschedule(settings(), _registry(), names=name, all=everything)
+    if not dry_run:
+        cron.apply(plan)
+    _show(plan, dry_run, json, "unschedule")
+
+
+@task(help={"json": "print as JSON"})
+def crontab(c, json=False):
+    """Show the installed cron entries of this project next to the expected ones (ok, missing, differs, stale)."""
+    from ops import cron, output
+
+    rows = cron.installed_vs_expected(settings(), _registry())
+    if json:
+        return output.print_json({"daemon_pid": cron.daemon_pid(), "entries": rows})
+    output.print_table([(r["pipeline"], r["state"], r["expected"], r["installed"],
+                         r["command"] or r["expected_command"]) for r in rows],
+                       ["pipeline", "state", "expected", "installed", "command"])
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no pipelines"
+    off = [r for r in rows if r["state"] in ("missing", "differs", "stale", "duplicate")]
+    output.info(summary + ("; run: inv pipeline.schedule --all" if off else ""))
+    _warn_daemon()
+
+
+@task(iterable=["name"], help={
+    "name": _NAME_HELP + "; default: every scheduled pipeline",
+    "json": "print the results as JSON",
+})
+def doctor(c, name=None, json=False):
+    """Run each scheduled cron command with --dry-run in cron's bare environment (writes no data)."""
+    from ops import cron, output
+    from ops.errors import WorkFailed
+
+    rows = cron.doctor(settings(), _registry(), names=name)
+    if json:
+        output.print_json(rows)
+    else:
+        output.print_table([(r["pipeline"], r["status"], "" if r["exit_code"] is None else r["exit_code"],
+                             f"{r['seconds']:.1f}", r["last_line"]) for r in rows],
+                           ["pipeline", "status", "exit", "seconds", "last line of output"], right=["exit", "seconds"])
+    failed = [r["pipeline"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(rows)} cron command(s) fail in cron's environment: "
+                         + ", ".join(failed), hint="see the last line of each; rerun with --json for the commands")
+    if not json:
+        output.info(f"{len(rows)} cron command(s) work in cron's environment" if rows else "no scheduled pipelines")
+
+
+TASKS = (schedule, unschedule, crontab, doctor)
