@@ -26,12 +26,15 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-.PHONY: demo  ## from a fresh clone: venv, embedded database, migrations, and a summary of what is there
+.PHONY: demo  ## from a fresh clone: venv, database, migrations, sample data, every pipeline, a summary
 demo: setup
 	$(INV) db.setup
 	$(INV) db.migrate
-	$(INV) db.status
+	$(INV) pipeline.sample-data --days 7
+	$(INV) backfill --days 7
+	$(INV) pipeline.list
 	$(INV) db.info
+	$(INV) backfill.counts --days 7
 
 .PHONY: migrate  ## apply pending migrations (inv db.migrate)
 migrate: setup
@@ -40,6 +43,12 @@ migrate: setup
 .PHONY: migrate-status  ## every migration and its state; exits 1 when anything is not applied
 migrate-status: setup
 	$(INV) db.status --check
+
+DAYS ?= 7
+JOBS ?=
+.PHONY: backfill  ## backfill the last DAYS days (default 7) of JOBS (default: every backfillable pipeline)
+backfill: setup
+	$(INV) backfill --days $(DAYS) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: test  ## the quick developer loop: everything but e2e and slow tests, in parallel
 test: setup

@@ -174,6 +174,19 @@ def _environment(settings, environment: Mapping[str, str] | None) -> dict[str, s
     return env
 
 
+def shell_only_variables(settings, environment: Mapping[str, str] | None = None) -> list[str]:
+    """Settings variables taken from this shell's environment that a cron job would not see (CHOPS_ENV and a
+    non-default CHOPS_ENV_FILE are passed on; the rest belongs in config/<env>.toml or .env)."""
+    passed = set(environment or {})
+    found = []
+    for source in getattr(settings, "sources", {}).values():
+        if source.startswith("environment "):
+            variable = source.split(" ", 1)[1]
+            if variable not in passed and variable not in found:
+                found.append(variable)
+    return sorted(found)
+
+
 def log_path(settings, pipeline: str) -> Path:
     """Where a cron run of ``pipeline`` appends its output."""
     return settings.path("paths.logs") / "cron" / f"{pipeline}.log"

@@ -95,3 +95,42 @@ def _box():
 def info(message: str) -> None:
     """A progress or status line for people, on stderr so stdout stays clean for data."""
     print(message, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A progress bar with ETA on a terminal; one line per step otherwise (logs, CI). Use as a context manager."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.done = total, label, 0
+        self.started = __import__("time").monotonic()
+        self._bar = None
+        if sys.stderr.isatty() and total:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=console(stderr=True), transient=False)
+            self._task = self._bar.add_task(label, total=total)
+
+    def __enter__(self) -> "Progress":
+        if self._bar:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar:
+            self._bar.stop()
+
+    def step(self, line: str) -> None:
+        """One unit of work finished; ``line`` says what it was."""
+        import time
+
+        self.done += 1
+        if self._bar:
+            self._bar.console.print(line, highlight=False)
+            self._bar.update(self._task, completed=self.done)
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
+        info(f"[{self.done}/{self.total}] {line} (ETA {eta:.0f}s)")

@@ -219,6 +219,9 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
             raise WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']}, since "
                              f"{a['started_at']:%H:%M:%S} UTC)", hint="wait for it, or pass --force")
         done = [a for a in previous if a["status"] == "succeeded"]
+        if done and not p.allow_empty and partition_status(db, p, day)["rows"] == 0:
+            notify(f"{p.name} {day}: the ledger says it succeeded, but its rows are gone; rebuilding")
+            done = []
         if done and not force:
             by_other = ledger.aware(done[0]["started_at"]) >= asked
             why = ("by a run that finished while this one waited" if by_other

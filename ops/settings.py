@@ -61,6 +61,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "pipelines": {
         "dir": Key(str, "pipeline modules, one per pipeline (relative to the project root)"),
     },
+    "backfill": {
+        "max_days": Key(int, "the most days one backfill may cover (--max-days overrides it explicitly)"),
+        "parallel": Key(int, "partitions run at once by default"),
+        "change_threshold": Key(float, "backfill.counts flags a day whose rows change by more than this fraction"),
+    },
     "paths": {
         "var": Key(str, "runtime data: embedded database, logs, pid files (relative to the project root)"),
         "logs": Key(str, "log directory (relative to the project root); empty = <paths.var>/log"),

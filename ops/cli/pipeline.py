@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from ops.cli import pipeline_data, pipeline_schedule
 from ops.cli.base import settings, task
 
 
@@ -130,4 +131,4 @@ def history(c, name=None, date=None, limit=30, json=False):
         right=["try", "rows", "took"])
 
 
-ns = Collection("pipeline", list_, run, history)
+ns = Collection("pipeline", list_, run, history, *pipeline_schedule.TASKS, *pipeline_data.TASKS)

@@ -35,6 +35,15 @@ def _warn_daemon():
                     "(start it: service cron start, or /usr/sbin/cron)")
 
 
+def _warn_shell_only():
+    from ops import cron, output
+
+    names = cron.shell_only_variables(settings())
+    if names:
+        output.info(f"warning: {', '.join(names)} set in this shell will not reach cron jobs "
+                    f"(put them in config/{settings().env}.toml or .env)")
+
+
 def _show(plan, dry_run, json, verb):
     from ops import output
 
@@ -69,6 +78,7 @@ def schedule(c, name=None, all=False, dry_run=False, json=False):
         cron.apply(plan)
     _show(plan, dry_run, json, "schedule")
     if not json:
+        _warn_shell_only()
         _warn_daemon()
 
 
@@ -107,6 +117,7 @@ def crontab(c, json=False):
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no pipelines"
     off = [r for r in rows if r["state"] in ("missing", "differs", "stale", "duplicate")]
     output.info(summary + ("; run: inv pipeline.schedule --all" if off else ""))
+    _warn_shell_only()
     _warn_daemon()
 
 
@@ -120,6 +131,8 @@ def doctor(c, name=None, json=False):
     from ops.errors import WorkFailed
 
     rows = cron.doctor(settings(), _registry(), names=name)
+    if not json:
+        _warn_shell_only()
     if json:
         output.print_json(rows)
     else:
