@@ -308,6 +308,7 @@ def test_two_migrate_processes_apply_each_migration_once(tmp_path, mdir):
     assert json.loads(total.stdout) == [{"s": 15}]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_migration_leaves_it_dirty_and_recoverable(tmp_path, mdir):
     write(mdir, "0001_slow.sql", "CREATE TABLE s1 (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
                                  "SELECT sleep(3);\n"

@@ -130,6 +130,7 @@ def test_failing_checks_leave_the_target_untouched(env):
     assert staging_tables(env) == []
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_leaves_target_untouched_and_next_run_succeeds(env, tmp_path):
     assert inv("pipeline.run", "numbers", "--date", DAY, env=env).returncode == 0
     before = content(env)
