@@ -392,6 +392,12 @@ def plan(settings, pipelines, names: Iterable[str] | str | None = None, all: boo
     """
     everything = all
     chosen = _scope(names, everything)
+    errors = dict(getattr(pipelines, "errors", None) or {})
+    if everything and errors:
+        # an entry of a pipeline whose module is broken right now would look stale and be removed
+        raise WorkFailed(f"{len(errors)} pipeline module(s) did not load, so --all cannot tell which entries are "
+                         f"stale: {next(iter(errors.values()))}; nothing was changed",
+                         hint="fix them (inv pipeline.list shows why), or name the pipelines to schedule")
     crontab = crontab if crontab is not None else user_crontab()
     before = text_of(crontab)
     by_name = _pipelines(pipelines)
@@ -506,10 +512,13 @@ def daemon_pid() -> int | None:
 
 
 def _comm(pid: int) -> str:
+    """The command name of a live process ("" when it is gone or a zombie)."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return "" if rest[:1] in ("Z", "X") else name
 
 
 # --- doctor ---------------------------------------------------------------------------------------------------------

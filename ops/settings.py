@@ -80,6 +80,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_inv_list_ratio": Key(float, "performance gate: `inv --list` / `python -c 'import invoke'`"),
         "max_inv_help_ratio": Key(float, "performance gate: `inv --help db.info` / `python -c 'import invoke'`"),
         "max_migrations_ratio": Key(float, "performance gate: 200 migrations through chops / the same DDL run directly"),
+        "max_pipeline_run_ratio": Key(float, "performance gate: inv pipeline.run on 1M rows / the raw INSERT of the same files"),
     },
 }
 

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ops.cli.base import settings, task
+from ops.cli.base import settings, task, whole_number
 
 
 def _range(s, days, start, end, max_days):
     from ops.backfill import resolve_range
-    from ops.errors import BadInput
 
-    limit = s.get("backfill.max_days")
-    if max_days is not None:
-        try:
-            limit = int(max_days)
-        except ValueError:
-            raise BadInput(f"--max-days must be a whole number, got {max_days!r}") from None
+    limit = s.get("backfill.max_days") if max_days is None else whole_number(max_days, "--max-days")
     return resolve_range(days, start, end, max_days=limit)
-
-
-def _int(value, flag, minimum=1):
-    from ops.errors import BadInput
-
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{flag} must be a whole number, got {value!r}") from None
-    if n < minimum:
-        raise BadInput(f"{flag} must be at least {minimum}, got {n}")
-    return n
 
 
 @task(name="run", default=True, help={
@@ -56,7 +38,7 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
     from ops.pipelines import load_pipelines
 
     s = settings()
-    parallel = _int(parallel if parallel is not None else s.get("backfill.parallel"), "--parallel")
+    parallel = whole_number(parallel if parallel is not None else s.get("backfill.parallel"), "--parallel")
     registry = load_pipelines(s)
     if resume:
         if days is not None or start or end or jobs or force or rerun_failed:
@@ -184,12 +166,12 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
 
 
 @task(help={"limit": "at most this many plans (default 10)", "json": "print as JSON"})
-def plans(c, limit=10, json=False):
+def plans(c, limit="10", json=False):
     """Recent backfill plans with their progress (from the run ledger)."""
     from ops import backfill, output
     from ops.clickhouse import connect
 
-    rows = backfill.recent_plans(connect(settings()), limit=_int(limit, "--limit"))
+    rows = backfill.recent_plans(connect(settings()), limit=whole_number(limit, "--limit"))
     if json:
         return output.print_json(rows)
     output.print_table([(r["id"], r["created_at"], r["created_by"], f"{r['start']} .. {r['end']}", ", ".join(r["jobs"]),

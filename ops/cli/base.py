@@ -56,5 +56,19 @@ def task(*args, **kwargs):
     return decorate
 
 
+def whole_number(value, flag: str, minimum: int = 1) -> int:
+    """A numeric flag. Tasks declare number defaults as text ("7") so invoke hands the raw value here and a typo
+    becomes one line and exit 2, not invoke's traceback."""
+    from ops.errors import BadInput
+
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} must be a whole number, got {value!r}") from None
+    if n < minimum:
+        raise BadInput(f"{flag} must be at least {minimum}, got {n}")
+    return n
+
+
 def stdin_is_interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()

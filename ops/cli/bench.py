@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from ops.cli.base import settings, task
+from ops.cli.base import settings, task, whole_number
 
-BENCHMARKS = ("cli_latency", "migrations")
+BENCHMARKS = ("cli_latency", "migrations", "pipeline_run")
+
+
+def _gate_rows(name: str, result: dict, s) -> list[dict]:
+    """The performance gate's rows for one benchmark's result: ratios only, against bench.max_* limits."""
+    from ops import gates
+
+    if name == "cli_latency":
+        return gates.performance_gate(result, s)
+    if name == "migrations":
+        return [gates.ratio_gate(f"{result['count']} migrations vs direct DDL", result["ratio"]["best"],
+                                 s.get("bench.max_migrations_ratio"))]
+    return [gates.ratio_gate(f"{result['rows']:,}-row pipeline run vs raw INSERT", result["ratio"]["best"],
+                             s.get("bench.max_pipeline_run_ratio"))]
 
 
 def load_benchmark(name: str):
@@ -22,21 +35,16 @@ def load_benchmark(name: str):
 
 def run_benchmarks(s, rounds: int, only: str | None = None, show: bool = True) -> tuple[dict, list[dict]]:
     """Measure each benchmark, write reports/bench/<name>.json, and return the results and the gate's rows."""
-    from ops import gates, output
+    from ops import output
 
     names = [only] if only else list(BENCHMARKS)
     results, rows = {}, []
     for name in names:
         module = load_benchmark(name)
-        if name == "cli_latency":
-            output.info(f"benchmark {name}: {rounds} round(s)")
-            result = module.measure(rounds)
-            rows += gates.performance_gate(result, s)
-        else:
-            output.info(f"benchmark {name}: {min(rounds, 3)} round(s)")
-            result = module.measure(rounds=min(rounds, 3))
-            rows.append(gates.ratio_gate(f"{result['count']} migrations vs direct DDL", result["ratio"]["best"],
-                                         s.get("bench.max_migrations_ratio")))
+        n = rounds if name == "cli_latency" else min(rounds, 3)  # the heavy ones: best of at most 3
+        output.info(f"benchmark {name}: {n} round(s)")
+        result = module.measure(rounds=n)
+        rows += _gate_rows(name, result, s)
         path = s.path("paths.reports") / "bench" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(output.to_json(result) + "\n")
@@ -60,12 +68,7 @@ def bench(c, rounds=None, only=None, gate=False, json=False):
     s = settings()
     if only is not None and only not in BENCHMARKS:
         raise BadInput(f"unknown benchmark {only!r}: choose {', '.join(BENCHMARKS)}")
-    try:
-        rounds = int(s.get("bench.rounds") if rounds is None else rounds)
-    except ValueError:
-        raise BadInput(f"--rounds must be a whole number, got {rounds!r}") from None
-    if rounds < 1:
-        raise BadInput(f"--rounds must be at least 1, got {rounds}")
+    rounds = whole_number(s.get("bench.rounds") if rounds is None else rounds, "--rounds")
     results, rows = run_benchmarks(s, rounds, only, show=not json)
     if json:
         output.print_json({"results": results, "gate": rows if gate else None})

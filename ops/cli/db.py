@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ops.cli.base import settings, stdin_is_interactive, task
+from ops.cli.base import settings, stdin_is_interactive, task, whole_number
 from ops.errors import BadInput
 
 
@@ -186,10 +186,7 @@ def rollback(c, count=None, to=None, dry_run=False, json=False):
     from ops.errors import BadInput
 
     if count is not None:
-        try:
-            count = int(count)
-        except ValueError:
-            raise BadInput(f"--count must be a whole number, got {count!r}") from None
+        count = whole_number(count, "--count", minimum=0)
     result = _migrations().rollback(count=count, to=to, dry_run=dry_run)
     if json:
         return output.print_json(result)

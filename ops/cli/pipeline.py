@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import Collection
 
 from ops.cli import pipeline_data, pipeline_schedule
-from ops.cli.base import settings, task
+from ops.cli.base import settings, task, whole_number
 
 
 def _age(t) -> str:
@@ -96,7 +96,7 @@ def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual",
 
 @task(help={"name": "only this pipeline", "date": "only this day (YYYY-MM-DD)", "limit": "at most this many attempts (default 30)",
             "json": "print as JSON"})
-def history(c, name=None, date=None, limit=30, json=False):
+def history(c, name=None, date=None, limit="30", json=False):
     """The run ledger: every attempt with its status, rows, duration, trigger and error."""
     from datetime import date as Date
 
@@ -114,10 +114,7 @@ def history(c, name=None, date=None, limit=30, json=False):
             day = Date.fromisoformat(date)
         except ValueError:
             raise BadInput(f"date {date!r} must be YYYY-MM-DD") from None
-    try:
-        limit = int(limit)
-    except ValueError:
-        raise BadInput(f"--limit must be a number, got {limit!r}") from None
+    limit = whole_number(limit, "--limit")
     db = connect(s)
     ledger.require_table(db)
     rows = ledger.attempts(db, name, day, limit=limit)

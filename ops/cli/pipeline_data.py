@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.cli.base import settings, task
+from ops.cli.base import settings, task, whole_number
 
 
 @task(name="sample-data", help={
@@ -13,7 +13,7 @@ from ops.cli.base import settings, task
     "dry_run": "say which days would be written or skipped; write nothing",
     "json": "print the result as JSON",
 })
-def sample_data(c, days=7, rows=20000, end=None, force=False, dry_run=False, json=False):
+def sample_data(c, days="7", rows="20000", end=None, force=False, dry_run=False, json=False):
     """Write sample event files into <paths.var>/inbox/events/<day>/ for the events_ingest pipeline."""
     from datetime import timezone
     from pathlib import Path
@@ -23,6 +23,7 @@ def sample_data(c, days=7, rows=20000, end=None, force=False, dry_run=False, jso
     from ops.sample_data import INBOX, write_sample_data
 
     s = settings()
+    days, rows = whole_number(days, "--days"), whole_number(rows, "--rows")
     last = parse_day(end, timezone.utc, allow_future=True) if end is not None else None
     result = write_sample_data(s, days, end=last, rows_per_day=rows, force=force, dry_run=dry_run)
     inbox = s.path("paths.var") / "inbox" / INBOX

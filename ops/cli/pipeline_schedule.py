@@ -105,7 +105,8 @@ def crontab(c, json=False):
     """Show the installed cron entries of this project next to the expected ones (ok, missing, differs, stale)."""
     from ops import cron, output
 
-    rows = cron.installed_vs_expected(settings(), _registry())
+    registry = _registry()
+    rows = cron.installed_vs_expected(settings(), registry)
     if json:
         return output.print_json({"daemon_pid": cron.daemon_pid(), "entries": rows})
     output.print_table([(r["pipeline"], r["state"], r["expected"], r["installed"],
@@ -117,6 +118,8 @@ def crontab(c, json=False):
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no pipelines"
     off = [r for r in rows if r["state"] in ("missing", "differs", "stale", "duplicate")]
     output.info(summary + ("; run: inv pipeline.schedule --all" if off else ""))
+    for module, error in sorted((getattr(registry, "errors", None) or {}).items()):
+        output.info(f"warning: {error} (its entry, if any, shows as stale)")
     _warn_shell_only()
     _warn_daemon()
 

@@ -28,6 +28,15 @@ def test_every_task_has_a_docstring_and_help_for_every_flag():
         assert not missing, f"task {name}: no help for {missing}"
 
 
+def test_no_task_takes_a_number_default():
+    # invoke converts a flag to its default's type before chops sees it, so `--days x` would be a traceback;
+    # number flags default to text and are converted by ops.cli.base.whole_number (one line, exit 2).
+    for name, task in all_tasks().items():
+        for param in list(inspect.signature(task.body).parameters.values())[1:]:
+            assert not isinstance(param.default, (int, float)) or isinstance(param.default, bool), \
+                f"task {name}: --{param.name} defaults to a number"
+
+
 def public_targets():
     targets = set(re.findall(r"^([a-z][a-z0-9_-]*):", MAKEFILE, re.M))
     return targets
