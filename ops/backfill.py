@@ -257,6 +257,9 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
     local = threading.local()
     stop = threading.Event()
 
+    from ops import proc
+    from ops.runner import Interrupted
+
     def work(item: Item) -> Outcome:
         if not hasattr(local, "db"):
             local.db = connect(settings)
@@ -264,6 +267,9 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
         try:
             result = run_pipeline(settings, item.pipeline, item.day.isoformat(), trigger="backfill",
                                   force=plan.force, plan_id=plan.id, registry=registry, db=local.db)
+        except Interrupted as exc:
+            stop.set()  # SIGTERM: this partition ended as killed; start nothing more
+            return Outcome(item.pipeline, item.day, "killed", seconds=time.monotonic() - t0, error=exc.message)
         except ChopsError as exc:
             return Outcome(item.pipeline, item.day, "failed", seconds=time.monotonic() - t0, error=exc.message)
         status = "skipped" if result["status"] == "skipped" else "succeeded"
@@ -286,8 +292,13 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
         return "run"
 
     running: dict[Future, Item] = {}
+    proc.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
 
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") as pool:
+    # One at a time runs in this (main) thread, where SIGTERM reaches the run and ends it cleanly as killed.
+    # With more, runs are threads: SIGTERM stops new partitions, and the running ones finish.
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") if parallel > 1 else _Inline()
+    previous_handler = _stop_on_sigterm(stop) if parallel > 1 else None
+    with pool:
         try:
             while pending or running:
                 launched = True
@@ -318,6 +329,7 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
                     item = running.pop(future)
                     o = future.result()
                     outcomes[(item.pipeline, item.day)] = o
+                    proc.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
                     if progress:
                         progress(o, len(outcomes), total)
                     if o.status == "failed" and fail_fast:
@@ -329,11 +341,50 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
             for future in running:
                 future.cancel()
             raise
+        finally:
+            if previous_handler is not None:
+                import signal
+
+                signal.signal(signal.SIGTERM, previous_handler)
+    stopped_by = "stopped by SIGTERM" if getattr(stop, "signalled", False) or any(
+        o.status == "killed" for o in outcomes.values()) else "stopped by --fail-fast"
     for item in pending:
         outcomes[(item.pipeline, item.day)] = Outcome(item.pipeline, item.day, "not started",
-                                                      error="stopped by --fail-fast" if stop.is_set() else
+                                                      error=stopped_by if stop.is_set() else
                                                       "its dependencies never ran")
     return [outcomes[(i.pipeline, i.day)] for i in plan.items]
+
+
+class _Inline:
+    """An executor that runs each task at once in the calling thread (for --parallel 1)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # surfaced by future.result(), as with a pool
+            future.set_exception(exc)
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _stop_on_sigterm(stop: threading.Event):
+    """SIGTERM sets ``stop`` (no new partitions start); returns the previous handler."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        stop.signalled = True
+        stop.set()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def summarize(outcomes: list[Outcome], plan: Plan) -> list[dict[str, Any]]:
@@ -344,7 +395,7 @@ def summarize(outcomes: list[Outcome], plan: Plan) -> list[dict[str, Any]]:
         rows[name]["skipped"] += 1
     for o in outcomes:
         r = rows[o.pipeline]
-        key = {"not started": "blocked"}.get(o.status, o.status)
+        key = {"not started": "blocked", "killed": "failed"}.get(o.status, o.status)
         r[key] += 1
         r["rows"] += o.rows
         r["seconds"] = round(r["seconds"] + o.seconds, 2)

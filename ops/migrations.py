@@ -428,8 +428,11 @@ class Migrations:
             if not resume:
                 self._refuse_on_errors(files, allow_dirty=False)
                 plan = self.plan(to, files)
+            from ops import proc
+
             pending_event: list[list[Any]] = []
             for n, f in enumerate(plan):
+                proc.working(self.settings, "db.migrate", f.id, progress=f"{n}/{len(plan)}")
                 if progress:
                     progress(f, n, len(plan))
                 pending_event = self._apply_one(f, pending_event, resume=resume and n == 0)
@@ -549,6 +552,9 @@ class Migrations:
         if dry_run:
             return {"rolled_back": [], "plan": rendered, "dry_run": True}
         done = []
+        from ops import proc
+
+        proc.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
         with self._writable().lock():
             states = self.states()
             for f, statements in plan:

@@ -182,7 +182,7 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
                  wait_timeout: float | None = None) -> dict[str, Any]:
     """Run ``name`` for one day. Returns a summary; raises BadInput/WorkFailed for bad input and failed work."""
     notify = notify or (lambda message: None)
-    asked = ledger.now()  # before any waiting: for the embedded engine, or for the partition's lock
+    asked = _asked_at()  # before any waiting: for the embedded engine, or for the partition's lock
     if trigger not in TRIGGERS:
         raise BadInput(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
     registry = registry or load_pipelines(settings)
@@ -244,6 +244,23 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
     raise AssertionError("unreachable")
 
 
+def _asked_at():
+    """When this run was asked for: the start of this process (a CLI or cron run), else now (a backfill's thread
+    asks later than its process started)."""
+    import os
+    import threading
+    from datetime import datetime, timezone
+
+    import psutil
+
+    if threading.current_thread() is threading.main_thread():
+        try:
+            return datetime.fromtimestamp(psutil.Process(os.getpid()).create_time(), timezone.utc)
+        except psutil.Error:
+            pass
+    return ledger.now()
+
+
 def _close_dead_attempts(db, previous: list[dict]) -> None:
     """Attempts left 'running' by a process that is gone are closed as failed, so the ledger says what happened."""
     for a in previous:
@@ -264,7 +281,11 @@ def _drop_orphans(db, p: Pipeline, day: date) -> None:
 
 def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,
              notify: Callable[[str], None]) -> dict[str, Any]:
+    from ops import proc
+
     run_id = str(uuid.uuid4())
+    if trigger != "backfill":  # a backfill's pid file tells its plan and progress instead
+        proc.working(settings, "pipeline.run", f"{p.name} {day}")
     log, log_path = _log_for(settings, p.name, day, run_id)
     row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path))
     ledger.write(db, row)
