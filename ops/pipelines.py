@@ -86,6 +86,17 @@ class checks:
                      f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows")
 
     @staticmethod
+    def reconciles(column: str, source: str, day_column: str = "day") -> Check:
+        """Totals tie out: sum(``column``) of the day's rows equals the number of the day's rows in ``source``
+        (the offending count is how many are missing or extra)."""
+        for name in (column, source, day_column):
+            _identifier(name, "identifier")
+        return Check("reconciles_with_" + source,
+                     f"SELECT abs(toInt64((SELECT sum(`{column}`) FROM {{table}})) - toInt64((SELECT count() "
+                     f"FROM `{source}` WHERE `{day_column}` = {{day:Date}})))",
+                     f"sum({column}) equals the day's rows in {source}")
+
+    @staticmethod
     def sql(name: str, query: str, description: str = "") -> Check:
         """A custom check: ``query`` returns the number of bad rows in ``{table}`` for ``{day:Date}``."""
         return Check(name, query, description or name)

@@ -5,18 +5,13 @@ for the day into ``run.staging``, with the day passed as a query parameter (``{d
 into the SQL). It also shows:
 
 * ``depends_on``: the runner refuses to build a day until events_ingest has succeeded for it;
-* a reconciliation check (``checks.sql``): the rollup must account for every event of the day, or nothing is
+* a reconciliation check (``checks.reconciles``): the rollup must account for every event of the day, or nothing is
   swapped in. A check's query returns the number of offending rows; here, the events missing (or extra).
 """
 
 from ops.pipelines import checks, pipeline
 
-RECONCILES = checks.sql(
-    "reconciles_with_events",
-    "SELECT abs(toInt64((SELECT sum(events) FROM {table})) - toInt64((SELECT count() FROM events "
-    "WHERE day = {day:Date})))",
-    "sum(events) equals the day's rows in events",
-)
+RECONCILES = checks.reconciles("events", source="events")  # every event of the day is accounted for
 
 
 @pipeline(
