@@ -75,12 +75,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(str, "pytest-xdist workers: 'auto', 'logical' or a number"),
         "coverage_min": Key(float, "coverage gate of make test-ci, percent; only ever raised"),
     },
+    "proc": {
+        "kill_grace": Key(int, "seconds inv proc.kill waits after SIGTERM before it sends SIGKILL"),
+        "log_retention_days": Key(int, "inv proc.clean removes run and cron logs older than this many days; 0 keeps all"),
+        "min_free_disk_percent": Key(float, "inv proc.check fails when the disk of var/ or the logs has less free space, percent"),
+        "db_wait": Key(float, "seconds proc.check and proc.clean wait for an embedded database another chops process has open"),
+    },
     "bench": {
         "rounds": Key(int, "runs per command; the median and the best are reported"),
         "max_inv_list_ratio": Key(float, "performance gate: `inv --list` / `python -c 'import invoke'`"),
         "max_inv_help_ratio": Key(float, "performance gate: `inv --help db.info` / `python -c 'import invoke'`"),
         "max_migrations_ratio": Key(float, "performance gate: 200 migrations through chops / the same DDL run directly"),
         "max_pipeline_run_ratio": Key(float, "performance gate: inv pipeline.run on 1M rows / the raw INSERT of the same files"),
+        "max_backfill_ratio": Key(float, "performance gate: 30-day backfill / the same statements run directly"),
+        "max_backfill_scaling": Key(float, "performance gate: 30-day backfill time / (30/7 x the 7-day time)"),
+        "max_backfill_rss_ratio": Key(float, "performance gate: backfill peak RSS / the direct loop's peak RSS"),
+        "ci_benchmarks": Key(str, "comma-separated benchmarks that `make test-ci` gates (make bench runs them all)"),
     },
 }
 

@@ -63,7 +63,8 @@ def _performance_gate(s) -> list[dict]:
     from ops import gates
     from ops.cli.bench import run_benchmarks
 
-    _, rows = run_benchmarks(s, int(s.get("bench.rounds")), show=False)
+    names = [n.strip() for n in s.get("bench.ci_benchmarks").split(",") if n.strip()]
+    _, rows = run_benchmarks(s, int(s.get("bench.rounds")), only=names, show=False)
     for row in rows:
         row["reason"] = "" if row["passed"] else gates.describe(row)
     return rows

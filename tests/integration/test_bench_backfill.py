@@ -1,0 +1,110 @@
+"""The backfill benchmark, for real at a tiny size: 2 and 4 days of 2,000 rows, one round."""
+
+import importlib.util
+import json
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ops import ROOT
+from ops.errors import BadInput
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SIZES = {"rows_per_day": 2000, "days_long": 4, "days_short": 2}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("chops_bench_backfill", ROOT / "bench" / "backfill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def result(bench):
+    return bench.measure(rounds=1, **SIZES)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_shape(result):
+    assert result["benchmark"] == "backfill"
+    assert result["days"] == {"short": 2, "long": 4}
+    assert result["rows_per_day"] == 2000
+    assert result["rounds"] == 1 and result["parallel"] == 1
+    assert result["partitions"] == {"short": 2 * 3, "long": 4 * 3}  # 3 example pipelines a day
+    for side in ("chops", "direct"):
+        assert set(result[side]) == {"short", "long"}
+        for length in ("short", "long"):
+            entry = result[side][length]
+            assert set(entry) == {"best", "median", "times", "peak_rss_mb"}
+            assert len(entry["times"]) == 1
+    for key in ("ratio", "ratio_short"):
+        assert set(result[key]) == {"best", "median"}
+    env = result["environment"]
+    assert env["python"] and env["platform"] and env["cpu_count"]
+    json.loads(json.dumps(result))
+
+
+def test_numbers_positive_and_finite(result):
+    numbers = [result["scaling"], result["direct_scaling"], result["peak_rss_mb"], result["rss_ratio"],
+               result["generation_s"], result["bytes"], *result["ratio"].values(), *result["ratio_short"].values()]
+    for side in ("chops", "direct"):
+        for entry in result[side].values():
+            numbers += [entry["best"], entry["median"], entry["peak_rss_mb"], *entry["times"]]
+    assert all(_positive(n) for n in numbers), numbers
+
+
+def test_derived_numbers(result):
+    chops, direct = result["chops"], result["direct"]
+    assert result["ratio"]["best"] == pytest.approx(chops["long"]["best"] / direct["long"]["best"])
+    assert result["scaling"] == pytest.approx(chops["long"]["best"] / (chops["short"]["best"] * 4 / 2))
+    assert result["peak_rss_mb"] == max(chops["short"]["peak_rss_mb"], chops["long"]["peak_rss_mb"])
+    # an embedded engine is in each process: tens of MB at least, and far less than a terabyte
+    assert 20 < result["peak_rss_mb"] < 1_000_000
+
+
+def test_report_prints(result, bench, capsys):
+    bench.print_report(result)
+    out = capsys.readouterr().out
+    assert "inv backfill" in out and "goals" in out
+
+
+def test_generated_days_differ_only_in_the_date(bench, tmp_path):
+    first = bench.FIRST_DAY
+    size = bench.generate_inbox(tmp_path, first, 2, 300)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert [p.parent.name for p in files] == [str(first)] * 2 + [str(first + timedelta(days=1))] * 2
+    assert size == sum(p.stat().st_size for p in files)
+    day1, day2 = files[0].read_text(), files[2].read_text()
+    assert day2 == day1.replace(str(first), str(first + timedelta(days=1)))
+    assert day1.count(str(first)) == 300 - sum(1 for _ in files[1].open())  # one event_time per CSV row
+
+
+def test_direct_plan_is_the_pipelines_statements(bench, settings, tmp_path):
+    bench.generate_inbox(tmp_path, bench.FIRST_DAY, 2, 100)
+    plan = bench.direct_plan(settings, tmp_path, bench.FIRST_DAY, 2)
+    assert len(plan) == 2
+    day = plan[1]
+    files = [op for op in day if op[0] == "file"]
+    statements = [op for op in day if op[0] == "sql"]
+    assert [op[1] for op in files] == ["events"] * len(files)
+    assert [op[3] for op in files] == ["CSVWithNames", "JSONEachRow"]
+    assert [Path(op[2]).parent for op in files] == [tmp_path / "events" / "2025-01-02"] * 2
+    assert [" ".join(op[1].split()).split(" (")[0] for op in statements] == \
+        ["INSERT INTO `daily_rollup`", "INSERT INTO `user_sessions`"]
+    assert all(op[2]["day"] == bench.FIRST_DAY + timedelta(days=1) for op in statements)
+    assert statements[1][2]["gap"] == 30 * 60 * 1000
+
+
+@pytest.mark.parametrize("kwargs", [{"rounds": 0}, {"days_short": 4, "days_long": 4}, {"rows_per_day": 0},
+                                    {"parallel": 0}, {"days_long": True}])
+def test_bad_sizes(bench, kwargs):
+    with pytest.raises(BadInput):
+        bench.measure(**kwargs)
