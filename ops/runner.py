@@ -157,7 +157,13 @@ def partition_status(db, p: Pipeline, day: date) -> dict[str, Any]:
     return {"rows": int(rows), "last": tries[0] if tries else None}
 
 
+_checked_targets: set[tuple[str, str, str]] = set()
+
+
 def _check_target(db, p: Pipeline) -> None:
+    key = (db.target.url, db.name, p.target)
+    if key in _checked_targets:  # a backfill asks once per process, not once per partition
+        return
     found = db.rows("SELECT partition_key, engine FROM system.tables WHERE database = currentDatabase() "
                     "AND name = {t:String}", {"t": p.target})
     if not found:
@@ -165,6 +171,7 @@ def _check_target(db, p: Pipeline) -> None:
     if not found[0]["partition_key"]:
         raise WorkFailed(f"target table {p.target} has no PARTITION BY; chops swaps whole days, so it must be "
                          "partitioned by day")
+    _checked_targets.add(key)
 
 
 def _check_dependencies(db, p: Pipeline, day: date) -> None:
@@ -299,8 +306,9 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, p
             log.info("staging table %s", staging)
             p.build(Run(pipeline=p, day=day, db=db, staging=staging, settings=settings, run_id=run_id,
                         trigger=trigger, log=log))
-            rows = _verify(db, p, day, staging, log)
-            _swap(db, p, day, staging, rows)
+            pid = _partition_id(db, day)
+            rows = _verify(db, p, day, staging, pid, log)
+            _swap(db, p, staging, pid, rows)
             log.info("swapped %d rows into %s for %s", rows, p.target, day)
         row.update(status="succeeded", rows_written=rows, finished_at=ledger.now(),
                    duration_s=round(time.monotonic() - started, 3))
@@ -342,10 +350,18 @@ def _quietly(action: Callable[[], Any]) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _verify(db, p: Pipeline, day: date, staging: str, log: logging.Logger) -> int:
+def _partition_id(db, day: date) -> str:
+    import re
+
+    pid = db.scalar("SELECT partitionId({d:Date})", {"d": day})
+    if not re.fullmatch(r"[0-9A-Za-z_-]+", pid or ""):  # computed by ClickHouse; inlined later (ALTER takes no parameters)
+        raise WorkFailed(f"unexpected partition id {pid!r} for {day}")
+    return pid
+
+
+def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: logging.Logger) -> int:
     parts = db.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
                     "AND table = {t:String} AND active GROUP BY partition_id", {"t": staging})
-    expected = db.scalar("SELECT partitionId({d:Date})", {"d": day})
     stray = [r["partition_id"] for r in parts if r["partition_id"] != expected]
     if stray:
         raise WorkFailed(f"built rows outside {day} (partitions {', '.join(stray)}); the target must be partitioned "
@@ -363,12 +379,7 @@ def _verify(db, p: Pipeline, day: date, staging: str, log: logging.Logger) -> in
     return rows
 
 
-def _swap(db, p: Pipeline, day: date, staging: str, rows: int) -> None:
-    import re
-
-    pid = db.scalar("SELECT partitionId({d:Date})", {"d": day})
-    if not re.fullmatch(r"[0-9A-Za-z_-]+", pid or ""):  # computed by ClickHouse; inlined because ALTER takes no parameters
-        raise WorkFailed(f"unexpected partition id {pid!r} for {day}")
+def _swap(db, p: Pipeline, staging: str, pid: str, rows: int) -> None:
     if rows == 0:
         db.command(f"ALTER TABLE `{p.target}` DROP PARTITION ID '{pid}'")
     else:
