@@ -35,6 +35,7 @@ demo: setup
 	$(INV) pipeline.list
 	$(INV) db.info
 	$(INV) backfill.counts --days 7
+	$(INV) proc.check
 
 .PHONY: migrate  ## apply pending migrations (inv db.migrate)
 migrate: setup
@@ -49,6 +50,14 @@ JOBS ?=
 .PHONY: backfill  ## backfill the last DAYS days (default 7) of JOBS (default: every backfillable pipeline)
 backfill: setup
 	$(INV) backfill --days $(DAYS) $(if $(JOBS),--jobs $(JOBS))
+
+.PHONY: check  ## the health verdict (inv proc.check); exits 1 when a check fails
+check: setup
+	$(INV) proc.check
+
+.PHONY: clean  ## remove what dead processes left: stale pid files and locks, orphaned staging tables, old logs
+clean: setup
+	$(INV) proc.clean
 
 .PHONY: test  ## the quick developer loop: everything but e2e and slow tests, in parallel
 test: setup

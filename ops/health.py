@@ -1,0 +1,442 @@
+"""The health verdict (``inv proc.check``): a list of checks, each ``pass``, ``warn`` or ``fail`` with a reason.
+
+:func:`checks` gathers the facts (the database, the migration journal, the crontab, the run ledger, the disk, the
+lock and pid files) and hands them to one small function per check; those functions are pure, so every verdict
+can be tested without a machine in that state. What fails and what only warns:
+
+* **database**: unreachable → fail. Busy (another chops process has the embedded engine open for longer than
+  ``proc.db_wait``) → warn: the engine demonstrably works, it is in use; the checks that need it are not run.
+* **migrations**: any pending, dirty or drifted migration → fail.
+* **pipelines**: a pipeline module that does not load → fail (its cron entry would fail every time).
+* **cron**: no entry installed at all → warn, so a fresh install is healthy ("run inv pipeline.schedule --all");
+  entries installed but missing, different, stale or duplicated → fail; as expected but no cron daemon → warn.
+* **freshness**: a scheduled pipeline whose last success is older than twice its interval → fail; one with
+  attempts but no success → fail; one never run at all → warn (a fresh install, before its first scheduled run).
+* **failed runs**: a run that failed (or whose process died) in the last 24 hours and has no later success for the
+  same day → fail; one killed on purpose (SIGTERM, ``proc.kill``) and not rerun, or whose retry is still running →
+  warn.
+* **disk**: less free space than ``proc.min_free_disk_percent`` where var/ or the logs live → fail.
+* **locks**: a lock file or the migration lock left by a process that is gone → fail (``inv proc.clean``).
+* **pid files**: a pid file whose process is gone → fail (``inv proc.clean``).
+
+The verdict is healthy when nothing fails; warnings are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+NAMES = ("database", "migrations", "pipelines", "cron", "freshness", "failed runs", "disk", "locks", "pid files")
+RECENT = timedelta(days=1)  # "failed runs in the last day"
+FRESHNESS_FACTOR = 2  # "last success younger than twice its interval"
+
+
+def result(name: str, status: str, reason: str) -> dict[str, Any]:
+    return {"name": name, "status": status, "reason": reason}
+
+
+def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Healthy when nothing fails; the count of each status."""
+    count = {s: sum(1 for r in results if r["status"] == s) for s in (PASS, WARN, FAIL)}
+    return {"healthy": count[FAIL] == 0, "passed": count[PASS], "warnings": count[WARN], "failed": count[FAIL]}
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def _span(delta: timedelta) -> str:
+    """An interval as people say it: 24h, 1h, 15m, 7d."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d" if minutes >= 2880 else f"{minutes // 60}h"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m"
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+# --- the pure checks -------------------------------------------------------------------------------------------------
+
+def migrations_result(rows: list[dict[str, Any]], findings: Iterable[dict[str, str]] = ()) -> dict[str, Any]:
+    """From ``Migrations.status()`` rows and ``validate()`` findings."""
+    name = "migrations"
+    problems = []
+    dirty = [r for r in rows if r["state"] == "dirty"]
+    drifted = [r for r in rows if r["state"] == "drifted"]
+    pending = [r for r in rows if r["state"] == "pending"]
+    if dirty:
+        problems.append("dirty: " + "; ".join(f"{r['id']} ({r['note']})" for r in dirty)
+                        + " (fix the file and run inv db.migrate --resume, or undo it with inv db.rollback)")
+    if drifted:
+        problems.append("drifted: " + ", ".join(f"{r['id']} ({r['note']})" for r in drifted)
+                        + " (restore the file; a change goes in a new migration)")
+    if pending:
+        problems.append(f"not applied: {', '.join(r['id'] for r in pending)} (run: inv db.migrate)")
+    other = [f for f in findings if f.get("level") == "error" and f.get("check") not in ("dirty", "drift", "conflict")]
+    if other:
+        more = f" (and {len(other) - 1} more: inv db.validate)" if len(other) > 1 else ""
+        problems.append(other[0]["message"] + more)
+    if problems:
+        return result(name, FAIL, "; ".join(problems))
+    return result(name, PASS, f"all {len(rows)} applied, none dirty or drifted")
+
+
+def pipelines_result(names: Iterable[str], errors: dict[str, str]) -> dict[str, Any]:
+    names = list(names)
+    if errors:
+        first = next(iter(sorted(errors.values())))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return result("pipelines", FAIL, f"{len(errors)} pipeline module(s) did not load: {first}{more} "
+                                         "(inv pipeline.list shows each)")
+    return result("pipelines", PASS, f"{len(names)} pipeline(s) load")
+
+
+def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_running: bool = True) -> dict[str, Any]:
+    """From ``ops.cron.installed_vs_expected`` rows. ``broken``: pipelines whose module did not load (their entries
+    are not stale; the pipelines check reports them)."""
+    name = "cron"
+    broken = set(broken)
+    rows = [r for r in rows if not (r["state"] == "stale" and r["pipeline"] in broken)]
+    scheduled = [r for r in rows if r["state"] != "not scheduled"]
+    if not scheduled:
+        return result(name, PASS, "no pipeline has a schedule; nothing to install")
+    if not any(r["installed"] for r in rows):
+        return result(name, WARN, f"no cron entries; {len(scheduled)} scheduled pipeline(s) run only by hand "
+                                  "(run: inv pipeline.schedule --all)")
+    off = [r for r in rows if r["state"] in ("missing", "differs", "stale", "duplicate")]
+    if off:
+        return result(name, FAIL, "entries not as expected: " + ", ".join(f"{r['pipeline']} {r['state']}" for r in off)
+                      + " (inv pipeline.crontab shows them; fix with: inv pipeline.schedule --all)")
+    ok = sum(1 for r in rows if r["state"] == "ok")
+    if not daemon_running:
+        return result(name, WARN, f"{ok} entries installed as expected, but no cron daemon is running, so none fires "
+                                  "(start it: service cron start)")
+    return result(name, PASS, f"{ok} entries installed as expected")
+
+
+def interval(schedule: str, now: datetime) -> timedelta:
+    """How long a schedule may leave between two runs: the longest gap between its consecutive firings over the
+    next week or so (two firings at least), so a weekday schedule allows for the weekend."""
+    from ops.pipelines import next_run
+
+    fires = [next_run(schedule, now)]
+    while len(fires) < 2 or (fires[-1] - fires[0] < timedelta(days=8) and len(fires) < 200):
+        fires.append(next_run(schedule, fires[-1]))
+    return max(b - a for a, b in zip(fires, fires[1:]))
+
+
+def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """``scheduled``: pipeline → cron schedule; ``runs``: pipeline → {attempts, last_success (datetime or None),
+    last_status}. A pipeline is fresh when its last success finished less than twice its interval ago."""
+    name = "freshness"
+    if not scheduled:
+        return result(name, PASS, "no pipeline has a schedule")
+    stale, never_ok, never_run, fresh = [], [], [], []
+    for pipeline, schedule in sorted(scheduled.items()):
+        info = runs.get(pipeline) or {}
+        limit = interval(schedule, now) * FRESHNESS_FACTOR
+        last = info.get("last_success")
+        if last is None:
+            if info.get("attempts"):
+                never_ok.append(f"{pipeline} has never succeeded ({info['attempts']} attempt(s), the last "
+                                f"{info.get('last_status')})")
+            else:
+                never_run.append(pipeline)
+            continue
+        age = now - _aware(last)
+        if age > limit:
+            stale.append(f"{pipeline} last succeeded {_ago(age)} ago, more than twice its "
+                         f"{_span(limit / FRESHNESS_FACTOR)} interval")
+        else:
+            fresh.append((age, pipeline))
+    if stale or never_ok:
+        return result(name, FAIL, "; ".join(stale + never_ok) + " (inv pipeline.history shows its runs)")
+    if never_run:
+        return result(name, WARN, f"never run: {', '.join(never_run)} (a fresh install: it runs at its first "
+                                  "scheduled time, or now with inv pipeline.run NAME)")
+    oldest = max(fresh)
+    return result(name, PASS, f"{len(fresh)} scheduled pipeline(s) succeeded within twice their interval "
+                              f"(the oldest success: {oldest[1]}, {_ago(oldest[0])} ago)")
+
+
+def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: timedelta = RECENT) -> dict[str, Any]:
+    """``attempts``: ledger rows (pipeline, partition, status with 'died' for a dead 'running', started_at, error)
+    of every day that had an attempt recently. A failure is retried when a later attempt of the same pipeline and
+    day succeeded."""
+    name = "failed runs"
+    since = now - window
+    failures, killed, retrying, retried = [], [], [], 0
+    for a in attempts:
+        if a["status"] not in ("failed", "died", "killed") or _aware(a["started_at"]) < since:
+            continue
+        later = [b for b in attempts if b["pipeline"] == a["pipeline"] and b["partition"] == a["partition"]
+                 and _aware(b["started_at"]) > _aware(a["started_at"])]
+        if any(b["status"] == "succeeded" for b in later):
+            retried += 1
+            continue
+        error = " ".join(str(a.get("error") or "").split())
+        what = (f"{a['pipeline']} {a['partition']} {a['status']} at {_aware(a['started_at']):%Y-%m-%d %H:%M} UTC"
+                + (f" ({error[:120]})" if error else ""))
+        if any(b["status"] == "running" for b in later):
+            retrying.append(what + " — being retried")
+        elif a["status"] == "killed":
+            killed.append(what)
+        else:
+            failures.append(what)
+    if failures:
+        return result(name, FAIL, f"{len(failures)} run(s) failed in the last day and were not retried successfully: "
+                      + "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "")
+                      + " (rerun: inv pipeline.run NAME --date DAY; inv backfill --rerun-failed)")
+    if killed or retrying:
+        return result(name, WARN, "; ".join(killed + retrying) + (" (killed and not rerun)" if killed else ""))
+    if retried:
+        return result(name, PASS, f"{retried} failed run(s) in the last day, each retried successfully")
+    return result(name, PASS, "no failed runs in the last day")
+
+
+def disk_result(usages: list[dict[str, Any]], min_percent: float) -> dict[str, Any]:
+    """``usages``: {what, free, total} per filesystem; fails below ``min_percent`` free."""
+    from ops.output import human_bytes
+
+    name = "disk"
+    if not usages:
+        return result(name, WARN, "no disk to measure")
+
+    def shown(u):
+        return f"{u['what']} has {u['free'] / u['total'] * 100:.1f}% free ({human_bytes(u['free'])} of {human_bytes(u['total'])})"
+
+    low = [u for u in usages if u["total"] and u["free"] / u["total"] * 100 < min_percent]
+    if low:
+        return result(name, FAIL, "; ".join(shown(u) for u in low) + f", below proc.min_free_disk_percent = {min_percent:g}")
+    return result(name, PASS, "; ".join(shown(u) for u in usages))
+
+
+def locks_result(files: list[dict[str, Any]], migration_lock: dict[str, Any] | None,
+                 not_checked: str | None = None) -> dict[str, Any]:
+    """``not_checked``: why the migration lock (it lives in the database) could not be looked at."""
+    name = "locks"
+    problems = [f"{f['what']} {f['reason']}" for f in files]
+    if migration_lock:
+        problems.append(f"the migration lock is {migration_lock['reason']}")
+    if problems:
+        return result(name, FAIL, "stale: " + "; ".join(problems) + " (run: inv proc.clean)")
+    if not_checked:
+        return result(name, WARN, f"no stale lock files; the migration lock was not checked: {not_checked}")
+    return result(name, PASS, "no stale locks")
+
+
+def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any]:
+    if stale:
+        return result("pid files", FAIL, "stale: " + "; ".join(f"{s['what']}: {s['reason']}" for s in stale)
+                      + " (run: inv proc.clean)")
+    return result("pid files", PASS, f"{running} chops process(es) running, no stale pid files")
+
+
+# --- gathering the facts -----------------------------------------------------------------------------------------
+
+def _guarded(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one check; an error inside it is that check's failure, never the end of the others."""
+    from ops.errors import ChopsError
+
+    started = time.monotonic()
+    try:
+        out = check()
+    except ChopsError as exc:
+        out = result(name, FAIL, exc.line())
+    except Exception as exc:  # a health check reports, it does not crash: the error is its reason
+        out = result(name, FAIL, f"the check itself failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+    out["seconds"] = round(time.monotonic() - started, 3)
+    return out
+
+
+def _open(settings) -> tuple[Any, dict[str, Any], str | None]:
+    """The database and the database check; the third value says why the others cannot use it."""
+    from ops import proc
+    from ops.errors import ChopsError, LockTimeout
+
+    try:
+        db = proc.connect(settings)
+        version = db.scalar("SELECT version()")
+    except LockTimeout as exc:
+        return None, result("database", WARN, f"busy: {exc.message}; the checks that need it were not run"), \
+            "the database is busy"
+    except ChopsError as exc:
+        return None, result("database", FAIL, exc.line()), "the database is unreachable"
+    engine = "embedded chDB" if db.target.kind == "embedded" else "ClickHouse server"
+    return db, result("database", PASS, f"reachable: {engine} {version}, database {db.name}"), None
+
+
+def _migrations(settings, db) -> dict[str, Any]:
+    from ops.migrations import Migrations
+
+    m = Migrations(settings, db)
+    files = m.files()
+    return migrations_result(m.status(), m.validate(check_sql=False, files=files))
+
+
+def _cron(settings, registry) -> dict[str, Any]:
+    from ops import cron
+    from ops.errors import ChopsError
+
+    try:
+        rows = cron.installed_vs_expected(settings, registry)
+    except ChopsError as exc:
+        scheduled = sum(1 for p in registry.pipelines.values() if p.schedule)
+        if not scheduled:
+            return result("cron", PASS, "no pipeline has a schedule; nothing to install")
+        return result("cron", WARN, f"cannot read the crontab ({exc.line()}), so {scheduled} scheduled pipeline(s) "
+                                    "run only by hand")
+    broken = {module.rsplit(".", 1)[-1] for module in registry.errors}
+    return cron_result(rows, broken, daemon_running=cron.daemon_pid() is not None)
+
+
+def _runs_by_pipeline(db) -> dict[str, dict[str, Any]]:
+    from ops import ledger
+
+    ledger.require_table(db)
+    rows = db.rows(f"SELECT pipeline, count() AS attempts, maxIf(finished_at, status = 'succeeded') AS last_success, "
+                   f"argMax(toString(status), started_at) AS last_status FROM {ledger.TABLE} FINAL GROUP BY pipeline")
+    return {r["pipeline"]: r for r in rows}
+
+
+def _freshness(db, registry, now) -> dict[str, Any]:
+    scheduled = {p.name: p.schedule for p in registry.pipelines.values() if p.schedule}
+    return freshness_result(scheduled, _runs_by_pipeline(db) if scheduled else {}, now)
+
+
+def recent_attempts(db, now: datetime, window: timedelta = RECENT) -> list[dict[str, Any]]:
+    """Every attempt of each (pipeline, day) that had an attempt started since ``now - window``; a 'running' one
+    whose process is gone has status 'died'."""
+    from ops import ledger
+
+    ledger.require_table(db)
+    rows = db.rows(
+        f"SELECT toString(run_id) AS run_id, pipeline, partition, attempt, toString(status) AS status, started_at, "
+        f"error, host, pid FROM {ledger.TABLE} FINAL WHERE (pipeline, partition) IN (SELECT pipeline, partition "
+        f"FROM {ledger.TABLE} WHERE started_at >= {{since:DateTime64(6, 'UTC')}}) ORDER BY started_at",
+        {"since": ledger.stamp(now - window)})
+    for r in rows:
+        if r["status"] == "running" and not ledger.alive(r["host"], r["pid"]):
+            r["status"] = "died"
+    return rows
+
+
+def disk_usages(settings, db=None) -> list[dict[str, Any]]:
+    """Free and total bytes of each filesystem chops writes to: var/ and the logs (once per filesystem), and on a
+    ClickHouse server its disks."""
+    import os
+    import shutil
+
+    from ops import proc
+
+    out, seen = [], set()
+    for path in (settings.path("paths.var"), settings.path("paths.logs")):
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        device = os.stat(existing).st_dev
+        if device in seen:
+            continue
+        seen.add(device)
+        usage = shutil.disk_usage(existing)
+        out.append({"what": proc._rel(settings, path), "free": usage.free, "total": usage.total})
+    if db is not None and db.target.kind == "server":
+        for d in db.rows("SELECT name, free_space, total_space FROM system.disks"):
+            out.append({"what": f"server disk {d['name']}", "free": int(d["free_space"]), "total": int(d["total_space"])})
+    return out
+
+
+def _locks(settings, db, unusable: str | None) -> dict[str, Any]:
+    from ops import proc
+
+    migration_lock = proc.stale_migration_lock(settings, db) if db is not None else None
+    return locks_result(proc.stale_locks(settings), migration_lock, not_checked=unusable if db is None else None)
+
+
+def _pid_files(settings) -> dict[str, Any]:
+    from ops import proc
+
+    running = sum(1 for p in proc.processes(settings) if p.state == "running")
+    return pid_files_result(proc.stale_pid_files(settings), running)
+
+
+def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every health check, in order, each ``{name, status, reason, seconds}``."""
+    from ops import proc
+    from ops.pipelines import load_pipelines
+
+    now = now or datetime.now(timezone.utc)
+    started = time.monotonic()
+    db, database, unusable = _open(settings)
+    database["seconds"] = round(time.monotonic() - started, 3)
+    out = [database]
+
+    def needs_db(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if db is None:
+            return {**result(name, WARN, f"not checked: {unusable}"), "seconds": 0.0}
+        return _guarded(name, check)
+
+    registry: list = []
+
+    def pipelines() -> dict[str, Any]:
+        registry.append(load_pipelines(settings))
+        return pipelines_result(registry[0].pipelines, registry[0].errors)
+
+    try:
+        out.append(needs_db("migrations", lambda: _migrations(settings, db)))
+        out.append(_guarded("pipelines", pipelines))
+        if registry:
+            out.append(_guarded("cron", lambda: _cron(settings, registry[0])))
+            out.append(needs_db("freshness", lambda: _freshness(db, registry[0], now)))
+        else:
+            out.append({**result("cron", WARN, "not checked: the pipelines did not load"), "seconds": 0.0})
+            out.append({**result("freshness", WARN, "not checked: the pipelines did not load"), "seconds": 0.0})
+        out.append(needs_db("failed runs", lambda: failed_runs_result(recent_attempts(db, now), now)))
+        out.append(_guarded("disk", lambda: disk_result(disk_usages(settings, db),
+                                                        proc.setting(settings, "proc.min_free_disk_percent", 0, 100))))
+        out.append(_guarded("locks", lambda: _locks(settings, db, unusable)))
+        out.append(_guarded("pid files", lambda: _pid_files(settings)))
+    finally:
+        if db is not None:
+            db.close()
+    return out
+
+
+# --- JUnit XML for CI dashboards ---------------------------------------------------------------------------------
+
+def junit_xml(results: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """The checks as one JUnit test suite, "chops health", one test case per check: a failing check is a failure;
+    a warning is a passing case whose system-out says ``warn: …`` (it ran and found something to look at; JUnit's
+    "skipped" would claim it did not run), and the suite's properties name the checks that warned."""
+    import socket
+
+    from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+    cases = []
+    for r in results:
+        case = TestCase(r["name"], classname="chops.health", elapsed_sec=r.get("seconds"),
+                        stdout=f"{r['status']}: {r['reason']}")
+        if r["status"] == FAIL:
+            case.add_failure_info(message=r["reason"], failure_type="health check failed")
+        cases.append(case)
+    v = verdict(results)
+    properties = {"verdict": "healthy" if v["healthy"] else "unhealthy",
+                  "warnings": ", ".join(r["name"] for r in results if r["status"] == WARN) or "none"}
+    suite = TestSuite("chops health", cases, hostname=socket.gethostname(), properties=properties,
+                      timestamp=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"))
+    return to_xml_report_string([suite], prettyprint=True, encoding="utf-8")
