@@ -44,11 +44,18 @@ def _create_time(pid: int) -> float | None:
 
 
 def working(settings, kind: str, what: str, progress: str | None = None) -> Path:
-    """Say what this process is doing (creating its pid file the first time). Safe to call often."""
+    """Say what this process is doing (creating its pid file the first time). Safe to call often: within the same
+    kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes)."""
+    import time
+
     from ops.locks import command_line
 
     with _lock:
         path = run_dir(settings) / f"{os.getpid()}.json"
+        now = time.monotonic()
+        if _current.get("path") == str(path) and _current.get("kind") == kind and now - _current.get("_at", 0) < 0.5:
+            _current.update({"what": what, "progress": progress})  # written with the next update
+            return path
         if _current.get("path") != str(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             _current.clear()
@@ -58,10 +65,11 @@ def working(settings, kind: str, what: str, progress: str | None = None) -> Path
                 "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             })
             atexit.register(done)
+        _current["_at"] = now
         _current.update({"kind": kind, "what": what, "progress": progress,
                          "updated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in _current.items() if k != "path"}))
+        tmp.write_text(json.dumps({k: v for k, v in _current.items() if k not in ("path", "_at")}))
         os.replace(tmp, path)
         return path
 
