@@ -39,14 +39,20 @@ TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 @dataclass(frozen=True)
 class Check:
     """A check on the staging data: ``sql`` counts the bad rows (0 passes). ``{table}`` is the staging table,
-    ``{day:Date}`` the day being built."""
+    ``{day:Date}`` the day being built. A check that is one aggregate over the table also has ``expr``, so the
+    runner can evaluate all such checks in a single scan."""
 
     name: str
     sql: str
     description: str
+    expr: str | None = None
 
     def render(self, table: str) -> str:
         return self.sql.replace("{table}", f"`{table}`")
+
+
+def _aggregate(name: str, expr: str, description: str) -> Check:
+    return Check(name, f"SELECT {expr} FROM {{table}}", description, expr=expr)
 
 
 class checks:
@@ -54,36 +60,37 @@ class checks:
 
     @staticmethod
     def not_empty() -> Check:
-        return Check("not_empty", "SELECT count() = 0 FROM {table}", "the day has rows")
+        return _aggregate("not_empty", "count() = 0", "the day has rows")
 
     @staticmethod
     def no_nulls(*columns: str) -> Check:
         for c in columns:
             _identifier(c, "column")
         expr = " OR ".join(f"isNull(`{c}`)" for c in columns)
-        return Check(f"no_nulls({', '.join(columns)})", f"SELECT countIf({expr}) FROM {{table}}",
-                     f"{', '.join(columns)} never NULL")
+        return _aggregate(f"no_nulls({', '.join(columns)})", f"countIf({expr})", f"{', '.join(columns)} never NULL")
 
     @staticmethod
     def unique(*columns: str) -> Check:
         for c in columns:
             _identifier(c, "column")
         cols = ", ".join(f"`{c}`" for c in columns)
-        return Check(f"unique({', '.join(columns)})", f"SELECT count() - uniqExact({cols}) FROM {{table}}",
-                     f"({', '.join(columns)}) unique")
+        return _aggregate(f"unique({', '.join(columns)})", f"count() - uniqExact({cols})",
+                          f"({', '.join(columns)}) unique")
 
     @staticmethod
     def within_day(column: str, tz: str = "UTC") -> Check:
         _identifier(column, "column")
-        return Check(f"within_day({column})",
-                     f"SELECT countIf(toDate(`{column}`, '{tz}') != {{day:Date}}) FROM {{table}}",
-                     f"every {column} falls on the day ({tz})")
+        zone(tz)  # a real zone name, so it is safe as a literal
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
+            raise BadInput(f"time zone {tz!r} has unexpected characters")
+        return _aggregate(f"within_day({column})", f"countIf(toDate(`{column}`, '{tz}') != {{day:Date}})",
+                          f"every {column} falls on the day ({tz})")
 
     @staticmethod
     def rows_between(minimum: int, maximum: int | None = None) -> Check:
         upper = "" if maximum is None else f" OR count() > {int(maximum)}"
-        return Check(f"rows_between({minimum}, {maximum})", f"SELECT count() < {int(minimum)}{upper} FROM {{table}}",
-                     f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows")
+        return _aggregate(f"rows_between({minimum}, {maximum})", f"count() < {int(minimum)}{upper}",
+                          f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows")
 
     @staticmethod
     def reconciles(column: str, source: str, day_column: str = "day") -> Check:
