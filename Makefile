@@ -51,6 +51,14 @@ JOBS ?=
 backfill: setup
 	$(INV) backfill --days $(DAYS) $(if $(JOBS),--jobs $(JOBS))
 
+# make deploy HOST=x [USER=] [PORT=] [TARGET=]: the values reach inv as single arguments through the
+# environment (never pasted into the shell line); USER and PORT count only when given on make's command line.
+.PHONY: deploy  ## deploy HOST=x (USER= PORT=) or TARGET=name of config/deploy.toml: a release over ssh, health-gated
+deploy: setup
+	$(INV) deploy $${HOST:+--host "$$HOST"} $${TARGET:+--target "$$TARGET"} \
+		$(if $(filter command line,$(origin USER)),--user "$$USER") \
+		$(if $(filter command line,$(origin PORT)),--port "$$PORT")
+
 .PHONY: check  ## the health verdict (inv proc.check); exits 1 when a check fails
 check: setup
 	$(INV) proc.check

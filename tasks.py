@@ -2,6 +2,6 @@
 
 from invoke import Collection
 
-from ops.cli import backfill, bench, config, db, pipeline, proc, test
+from ops.cli import backfill, bench, config, db, deploy, pipeline, proc, test
 
-ns = Collection(db.ns, pipeline.ns, backfill.ns, proc.ns, config.config, bench.bench, test.test)
+ns = Collection(db.ns, pipeline.ns, backfill.ns, proc.ns, deploy.ns, config.config, bench.bench, test.test)

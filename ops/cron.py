@@ -128,9 +128,24 @@ class Plan:
 
 # --- rendering (pure) ------------------------------------------------------------------------------------------------
 
+def deployed_root(root: Path | str) -> Path | None:
+    """``<path>/current`` when ``root`` is a release of a deploy (``<path>/releases/<release>/`` beside a ``current``
+    symlink, see ``ops.deploy``), else None. Entries then point at ``current`` and keep one project id across
+    releases, so the next release replaces them instead of adding its own."""
+    root = Path(os.path.abspath(str(root)))
+    if root.parent.name == "releases" and (root.parent.parent / "current").is_symlink():
+        return root.parent.parent / "current"
+    return None
+
+
+def entry_root(settings) -> Path:
+    """The directory entries ``cd`` into and the project id hashes: the checkout, or ``current`` of a deploy."""
+    return deployed_root(settings.root) or Path(os.path.abspath(str(settings.root)))
+
+
 def project_id(settings) -> str:
     """A short id of this checkout: two checkouts of chops on one machine tag their entries differently."""
-    return hashlib.sha256(os.path.abspath(str(settings.root)).encode()).hexdigest()[:10]
+    return hashlib.sha256(str(entry_root(settings)).encode()).hexdigest()[:10]
 
 
 def tag(settings, pipeline: str) -> str:
@@ -138,8 +153,12 @@ def tag(settings, pipeline: str) -> str:
 
 
 def bin_dir_default() -> Path:
-    """The bin directory of the virtualenv running this code (not resolved: the venv's python is a symlink)."""
-    return Path(os.path.abspath(sys.executable)).parent
+    """The bin directory of the virtualenv running this code (not resolved: the venv's python is a symlink); in a
+    deployed release, ``current``'s (its ``.venv`` links to the venv of whichever release is current)."""
+    from ops import ROOT
+
+    deployed = deployed_root(ROOT)
+    return deployed / ".venv" / "bin" if deployed else Path(os.path.abspath(sys.executable)).parent
 
 
 def _pipelines(pipelines) -> dict[str, Any]:
@@ -194,8 +213,11 @@ def log_path(settings, pipeline: str) -> Path:
 
 def _command(settings, name: str, day: str, env: Mapping[str, str], bin_dir: Path, dry_run: bool = False) -> str:
     q = shlex.quote
-    root = _no_newline(os.path.abspath(str(settings.root)), "project root")
-    log = _no_newline(os.path.abspath(str(log_path(settings, name))), "log path")
+    root = _no_newline(str(entry_root(settings)), "project root")
+    log = os.path.abspath(str(log_path(settings, name)))
+    if os.path.abspath(str(settings.root)) != root and Path(log).is_relative_to(os.path.abspath(str(settings.root))):
+        log = os.path.join(root, os.path.relpath(log, os.path.abspath(str(settings.root))))  # via current, too
+    log = _no_newline(log, "log path")
     inv = _no_newline(os.path.abspath(str(Path(bin_dir) / "inv")), "inv path")
     assignments = "".join(f"{k}={q(v)} " for k, v in env.items())
     run = f"{assignments}{q(inv)} pipeline.run {q(name)} --date {q(day)} --trigger cron"

@@ -1,0 +1,228 @@
+"""deploy: releases on a target over ssh and rsync (plan, apply, verify, roll back), its status and its lock."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from ops.cli.base import settings, task, whole_number
+
+_WHERE = {
+    "host": "a host (repeat --host, or a,b: deployed one after another, stopping at the first failure)",
+    "target": "a target of config/deploy.toml (repeat, or a,b)",
+    "user": "ssh user on the target (default: the target's, else [defaults] of config/deploy.toml)",
+    "port": "ssh port (default: the target's, else 22)",
+    "path": "absolute deploy path on the target (default: the target's)",
+    "environment": "config overlay the target runs with (default: the target's, else prod)",
+    "accept_new_host_key": "accept and record the host key of a target never seen before (deploy.accept_new_host_key)",
+}
+_SOURCE = "the git checkout to ship (default: this project's own)"
+
+
+def _source(source, allow_dirty):
+    from pathlib import Path
+
+    from ops import deploy
+    from ops.errors import BadInput
+
+    root = Path(source).resolve() if source else settings().root
+    if not root.is_dir():
+        raise BadInput(f"--source {source}: no such directory")
+    return deploy.read_source(root, allow_dirty=allow_dirty)
+
+
+def _targets(host, target, user, port, path, environment):
+    from ops import deploy
+
+    return deploy.resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
+                                  root=settings().root)
+
+
+def _options(accept_new_host_key):
+    from ops import deploy
+
+    return deploy.SshOptions.from_settings(settings(), accept_new_host_key)
+
+
+def _show_plan(p, json):
+    from ops import output
+
+    if json:
+        return output.print_json(p.as_dict())
+    t, d = p.target, p.details
+    pairs = [("target", f"{t.label()} (environment {t.environment}, cron {'on' if t.cron else 'off'})")]
+    if p.action == "deploy":
+        pairs.append(("action", f"new release {p.release} of {p.revision}; current: "
+                                f"{p.current or 'none'} ({p.current_revision or '-'})"))
+    else:
+        pairs.append(("action", f"{p.action}: {p.revision} is already current ({p.current}); only health is checked"))
+    if p.dirty:
+        pairs.append(("work tree", f"DIRTY ({len(p.dirty)} changed files): a deploy needs --allow-dirty"))
+    files = d.get("files", {})
+    pairs.append(("files", ", ".join(f"{len(files.get(k, []))} {k}" for k in ("added", "changed", "removed"))))
+    for kind in ("added", "changed", "removed"):
+        names = files.get(kind, [])
+        if names:
+            pairs.append((f"  {kind}", ", ".join(names[:15]) + (f" … (+{len(names) - 15})" if len(names) > 15 else "")))
+    deps = d.get("dependencies", {})
+    pairs.append(("dependencies", f"change: venv {p.venv} ({'already on the target' if p.venv_ready else 'to build'})"
+                  if deps.get("change") else f"unchanged: venv {p.venv} reused"))
+    m = d.get("migrations", {})
+    if m.get("pending") is None:
+        pairs.append(("migrations", f"unknown: {m.get('error')}"))
+    else:
+        text = f"{len(m['pending'])} pending" + (f": {', '.join(m['pending'])}" if m["pending"] else "")
+        if m.get("dirty"):
+            text += f"; DIRTY: {', '.join(m['dirty'])} (the deploy will refuse to migrate)"
+        pairs.append(("migrations", text + (f" ({m['note']})" if m.get("note") else "")))
+    cron = d.get("cron", {})
+    pairs.append(("cron", cron.get("error") or cron.get("summary", "")))
+    env = p.env
+    bits = [f"{env['set']} key(s) set" if env["exists"] else "none yet (created empty, mode 0600)"]
+    bits += [f"{label}: {', '.join(env[k])}" for k, label in (("missing", "MISSING required"),
+                                                             ("added", "new in .env.example"),
+                                                             ("extra", "not in .env.example")) if env[k]]
+    pairs.append(("shared/.env", "; ".join(bits)))
+    lock = p.lock
+    pairs.append(("lock", {"free": "free", "held": f"HELD by {lock['reason']}",
+                           "stale": f"stale ({lock['reason']}): a deploy takes it over"}[lock["state"]]))
+    if d.get("prune"):
+        pairs.append(("then removes", ", ".join(d["prune"])))
+    output.print_pairs(pairs)
+    for line in cron.get("diff", []):
+        print(line)
+    output.info("nothing was changed")
+
+
+@task(name="run", default=True, iterable=["host", "target"], help={
+    **_WHERE,
+    "source": _SOURCE,
+    "allow_dirty": "ship the work tree with its uncommitted changes (the release is named <sha>-dirty)",
+    "force": "make a new release even when this commit is already current",
+    "dry_run": "print the plan (like deploy.plan) and change nothing",
+    "json": "print the outcome of each host as JSON",
+})
+def run(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
+        allow_dirty=False, accept_new_host_key=False, force=False, dry_run=False, json=False):
+    """Deploy this commit as a new release: sync, provision, migrate, test, switch, verify; roll back if unhealthy."""
+    from ops import deploy, output
+
+    s = settings()
+    targets = _targets(host, target, user, port, path, environment)
+    source = _source(source, allow_dirty or dry_run)
+    options = _options(accept_new_host_key)
+    if dry_run:
+        plans = [deploy.plan(s, t, source, options, force=force) for t in targets]
+        if json:
+            return output.print_json([p.as_dict() for p in plans])
+        for p in plans:
+            _show_plan(p, False)
+        return
+    outcomes = deploy.deploy(s, targets, source, options, notify=output.info, force=force)
+    if json:
+        return output.print_json([o.as_dict() for o in outcomes])
+    for o in outcomes:
+        verdict = (o.health or {}).get("summary", "")
+        if o.result == "no-op":
+            output.info(f"{o.target.host}: nothing to deploy, {source.revision} is already current ({o.release}); "
+                        f"health re-verified: {verdict} ({o.seconds:.1f}s)")
+        else:
+            output.info(f"{o.target.host}: {o.release} is current ({o.result}); {verdict} ({o.seconds:.1f}s)")
+
+
+@task(iterable=["host", "target"], help={**_WHERE, "source": _SOURCE,
+                                         "force": "plan a new release even when this commit is current",
+                                         "json": "print the plan as JSON"})
+def plan(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
+         accept_new_host_key=False, force=False, json=False):
+    """What a deploy would do, changing nothing: files, dependencies, migrations, cron diff, .env keys, the lock."""
+    from ops import deploy, output
+
+    s = settings()
+    targets = _targets(host, target, user, port, path, environment)
+    source = _source(source, True)
+    options = _options(accept_new_host_key)
+    plans = [deploy.plan(s, t, source, options, force=force) for t in targets]
+    if json:
+        return output.print_json([p.as_dict() for p in plans])
+    for p in plans:
+        _show_plan(p, False)
+
+
+@task(iterable=["host", "target"], help={**_WHERE, "to": "the release to make current (default: the newest healthy "
+                                                         "release before current)", "json": "print the outcome as JSON"})
+def rollback(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
+             to=None, json=False):
+    """Make an earlier release current again (cron entries follow), then verify its health; unhealthy: switch back."""
+    from ops import deploy, output
+    from ops.errors import BadInput
+
+    targets = _targets(host, target, user, port, path, environment)
+    if to and len(targets) > 1:
+        raise BadInput("--to names one release of one host; give one host")
+    outcomes = [deploy.rollback(settings(), t, _options(accept_new_host_key), output.info, to=to) for t in targets]
+    if json:
+        return output.print_json([o.as_dict() for o in outcomes])
+    for o in outcomes:
+        output.info(f"{o.target.host}: rolled back from {o.previous} to {o.release}; "
+                    f"{(o.health or {}).get('summary', '')} ({o.seconds:.1f}s)")
+
+
+@task(iterable=["host", "target"], help={**_WHERE, "audit": "how many audit lines to show (default 10)",
+                                         "json": "print as JSON"})
+def status(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
+           audit="10", json=False):
+    """Releases on the target (current, healthy, BAD), the lock, the last deploys from its audit log, its health."""
+    from ops import deploy, output
+
+    lines = whole_number(audit, "--audit", minimum=0)
+    targets = _targets(host, target, user, port, path, environment)
+    results = [deploy.status(settings(), t, _options(accept_new_host_key), audit=lines) for t in targets]
+    if json:
+        return output.print_json(results)
+    for r in results:
+        t = r["target"]
+        output.print_pairs([
+            ("target", f"{t['user']}@{t['host']}:{t['port']}{t['path']} (environment {t['environment']})"),
+            ("current", f"{r['current'] or 'none'} ({r['current_revision'] or '-'})"),
+            ("lock", {"free": "free", "held": f"held by {r['lock']['reason']}",
+                      "stale": f"STALE: {r['lock']['reason']} (the next deploy takes it over; or inv deploy.unlock)"}
+             [r["lock"]["state"]]),
+            ("cron entries", r["cron_entries"]),
+            ("health", (r["health"] or {}).get("summary", "no current release")),
+        ])
+        for failed in (r["health"] or {}).get("failed", []):
+            output.info(f"  FAIL {failed}")
+        if r["releases"]:
+            output.print_table([(x["name"], x["revision"] or "-",
+                                 "current" if x["name"] == r["current"] else
+                                 ("BAD" if x["bad"] else "healthy" if x["healthy"] else
+                                  "incomplete" if not x["complete"] else ""),
+                                 x["venv"] or "-", x["bad"] or "") for x in reversed(r["releases"])],
+                               ["release", "revision", "state", "venv", "why bad"])
+        if r["audit"]:
+            output.print_table([(a.get("at"), a.get("who"), a.get("action"), a.get("from") or "-", a.get("to") or "-",
+                                 a.get("result"), "" if a.get("seconds") is None else f"{a['seconds']:.1f}",
+                                 a.get("error") or a.get("note") or "") for a in reversed(r["audit"])],
+                               ["at", "who", "action", "from", "to", "result", "seconds", "note"], title="last deploys",
+                               right=["seconds"])
+
+
+@task(iterable=["host", "target"], help={**_WHERE, "force": "remove the lock even if its holder is running here"})
+def unlock(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
+           force=False):
+    """Remove the deploy lock of a deploy that is gone (a live one on this machine needs --force)."""
+    from ops import deploy, output
+
+    for t in _targets(host, target, user, port, path, environment):
+        r = deploy.unlock(settings(), t, _options(accept_new_host_key), force=force)
+        if not r["released"]:
+            output.info(f"{t.host}: the deploy lock is free; nothing to remove")
+        else:
+            output.info(f"{t.host}: removed the deploy lock of {deploy.describe_holder(r['holder'])} "
+                        f"({r['state']}: {r['reason']})")
+
+
+ns = Collection("deploy")
+ns.add_task(run, default=True)
+for t in (plan, rollback, status, unlock):
+    ns.add_task(t)

@@ -1,0 +1,611 @@
+"""Deploys against a real sshd and rsync on loopback, as a non-root user, from a git copy of this project.
+
+The module starts ``sshd -D`` on 127.0.0.1 (a free port, a throwaway host key and config) and deploys to
+``/home/chopsdeploy/e2e`` as user ``chopsdeploy``. The first deploy builds the target's virtualenv (pip install of
+requirements.txt); every later scenario reuses it. Tests of this module share that one target, so each holds a
+machine-wide lock for its duration (pytest-xdist may run them in two processes) and starts from the known-good
+commit (``ensure_good``), whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import sys
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, VENV_BIN, clean_environ, require
+
+pytestmark = pytest.mark.slow
+
+USER = "chopsdeploy"
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@localhost", "GIT_COMMITTER_NAME": "e2e",
+           "GIT_COMMITTER_EMAIL": "e2e@localhost", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class Target:
+    """The sshd, the deploy user and the source repository of this test process."""
+
+    def __init__(self, base: Path, port: int, src: Path, good: str):
+        self.base, self.port, self.src, self.good = base, port, src, good
+        self.home = Path(pwd.getpwnam(USER).pw_dir)
+        self.path = self.home / "e2e"
+        self.known_hosts = base / "known_hosts"
+        self.key = base / "client"
+
+    def args(self, path: Path | None = None) -> list[str]:
+        return ["--host", "127.0.0.1", "--port", str(self.port), "--user", USER, "--path", str(path or self.path)]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_environ(**{"CHOPS_DEPLOY__KNOWN_HOSTS": str(self.known_hosts),
+                                "CHOPS_DEPLOY__IDENTITY_FILE": str(self.key), "CHOPS_DEPLOY__CONTROL_PERSIST": "15",
+                                "CHOPS_PATHS__VAR": str(self.base / "var"), "CHOPS_ENV_FILE": str(self.base / "no.env"),
+                                **extra})
+
+    def inv(self, *args: str, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess:
+        """This project's inv (so coverage sees it), shipping the copy where a task ships (``--source``)."""
+        return subprocess.run([str(VENV_BIN / "inv"), *args], cwd=ROOT, env=self.env(**extra), input="",
+                              capture_output=True, text=True, timeout=timeout)
+
+    def deploy(self, *flags: str, **extra: str) -> subprocess.CompletedProcess:
+        return self.inv("deploy", *self.args(), "--source", str(self.src), *flags, **extra)
+
+    def current(self) -> str | None:
+        link = self.path / "current"
+        return os.readlink(link) if link.is_symlink() else None
+
+    def revision(self) -> str:
+        return (self.path / "current" / "REVISION").read_text().strip()
+
+    def crontab(self) -> str:
+        return subprocess.run(["crontab", "-l", "-u", USER], capture_output=True, text=True).stdout
+
+    def audit(self) -> list[dict]:
+        path = self.path / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def releases(self) -> list[str]:
+        base = self.path / "releases"
+        return sorted(os.listdir(base)) if base.is_dir() else []
+
+    def commit(self, message: str, files: dict[str, str | bytes]) -> str:
+        for name, content in files.items():
+            path = self.src / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        _git(self.src, "add", "-A")
+        _git(self.src, "commit", "-qm", message)
+        return _git(self.src, "rev-parse", "HEAD")
+
+    def reset(self) -> None:
+        _git(self.src, "reset", "-q", "--hard", self.good)
+        _git(self.src, "clean", "-qfd")
+
+    def ensure_good(self) -> None:
+        """The known-good commit is current and healthy (a deploy when it is not; a no-op when it is)."""
+        self.reset()
+        if self.current() and self.revision() == self.good[:12] and (self.path / "current" / "HEALTHY").exists():
+            return
+        done = self.deploy()
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert self.revision() == self.good[:12]
+
+    def close_shared_connection(self) -> None:
+        subprocess.run(["ssh", "-o", f"ControlPath={_control_dir()}/%C", "-O", "exit", "-p", str(self.port),
+                        f"{USER}@127.0.0.1"], capture_output=True, timeout=10)
+
+    def wipe(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        subprocess.run(["crontab", "-r", "-u", USER], capture_output=True)
+
+    def snapshot(self) -> dict:
+        """Every name, link target, size and mtime under the deploy path, and the crontab. Under shared/var only the
+        names: reading the embedded database (pending migrations) opens it, which touches its directory's mtime."""
+        seen = {}
+        var = self.path / "shared" / "var"
+        for base, dirs, files in os.walk(self.path):
+            for name in dirs + files:
+                p = Path(base) / name
+                st = p.lstat()
+                seen[str(p)] = None if p.is_relative_to(var) else (
+                    os.readlink(p) if p.is_symlink() else None, st.st_size, st.st_mtime_ns)
+        return {"files": seen, "crontab": self.crontab()}
+
+
+def _setup_user(base: Path) -> None:
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True, capture_output=True)
+    # a user made by useradd is locked ('!') and refused even with a key under UsePAM no
+    subprocess.run(["usermod", "-p", "*", USER], check=True, capture_output=True)
+    home = Path(pwd.getpwnam(USER).pw_dir)
+    # the deploy user installs packages the way this machine is set up to (index, mirrors, certificates)
+    for conf in (Path.home() / ".config" / "pip" / "pip.conf", Path.home() / ".pip" / "pip.conf"):
+        if conf.exists():
+            dest = home / ".config" / "pip" / "pip.conf"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(conf, dest)
+            shutil.chown(dest.parent, USER, USER)
+            shutil.chown(dest.parent.parent, USER, USER)
+            shutil.chown(dest, USER, USER)
+            break
+
+
+def _start_sshd(base: Path, keys: Path, port: int) -> subprocess.Popen:
+    """``keys``: a directory the deploy user can read (the sshd child that checks its key runs as that user)."""
+    os.makedirs("/run/sshd", exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "hostkey")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "client")], check=True)
+    keys.chmod(0o755)
+    shutil.copy(base / "client.pub", keys / "authorized_keys")
+    (keys / "authorized_keys").chmod(0o644)
+    (base / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {base / 'hostkey'}\nPidFile {base / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nMaxSessions 50\nMaxStartups 50\n")
+    host_key = (base / "hostkey.pub").read_text().split()
+    (base / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    sshd = subprocess.Popen([shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(base / "sshd_config")],
+                            stdout=open(base / "sshd.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return sshd
+        except OSError:
+            if sshd.poll() is not None:
+                break
+            time.sleep(0.05)
+    sshd.kill()
+    pytest.fail(f"sshd did not start: {(base / 'sshd.log').read_text()[-2000:]}")
+
+
+def _copy_project(dest: Path) -> str:
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    for name in listed:
+        if name and (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-qm", "the project as it is")
+    return _git(dest, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def loopback(tmp_path_factory):
+    require(os.geteuid() == 0, "deploy tests create a user and start sshd: they run as root")
+    require(bool(shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")) and bool(shutil.which("rsync")),
+            "sshd and rsync are not installed (apt-get install openssh-server rsync)")
+    require(bool(shutil.which("ssh")) and bool(shutil.which("ssh-keygen")) and bool(shutil.which("git")),
+            "ssh, ssh-keygen and git are needed")
+    require(bool(shutil.which("crontab")), "the crontab command is not installed (apt-get install cron)")
+    base = tmp_path_factory.mktemp("deploy")
+    _setup_user(base)
+    port = _free_port()
+    keys = Path(tempfile.mkdtemp(prefix="chops-e2e-keys-"))
+    sshd = _start_sshd(base, keys, port)
+    src = base / "src"
+    src.mkdir()
+    good = _copy_project(src)
+    t = Target(base, port, src, good)
+    try:
+        yield t
+    finally:
+        t.close_shared_connection()
+        sshd.terminate()
+        sshd.wait(timeout=10)
+        shutil.rmtree(keys, ignore_errors=True)
+
+
+def _control_dir() -> str:
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"chops-ssh-{os.getuid()}")
+
+
+@pytest.fixture
+def target(loopback):
+    """The target is one per machine: tests that use it run one at a time across test processes, and the first of
+    a test run wipes it."""
+    from ops.locks import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "chops-e2e-deploy.lock", "the deploy e2e target", timeout=1800):
+        marker = loopback.home / ".chops-e2e-run"
+        if not marker.exists() or marker.read_text() != RUN_ID:
+            loopback.wipe()
+            marker.write_text(RUN_ID)
+        try:
+            yield loopback
+        finally:
+            loopback.reset()
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# --- the scenarios ------------------------------------------------------------------------------------------------------
+
+def test_first_deploy_builds_the_venv_and_points_cron_at_current(target):
+    target.wipe()
+    target.reset()
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+    for n in range(1, 8):
+        assert f"[{n}/7] " in done.stderr
+    assert "built in" in done.stderr and "[7/7] verify: healthy" in done.stderr
+    release = target.current()
+    assert release and release.startswith("releases/") and release.endswith("-" + target.good[:12])
+    rel = target.path / release
+    assert target.revision() == target.good[:12] and (rel / "HEALTHY").exists()
+    assert os.readlink(rel / "var") == "../../shared/var" and os.readlink(rel / ".env") == "../../shared/.env"
+    assert oct((target.path / "shared" / ".env").stat().st_mode & 0o777) == "0o600"
+    assert (target.path / "shared" / "var" / "clickhouse").is_dir()  # the database lives in shared/
+    owner = pwd.getpwuid((rel / "tasks.py").stat().st_uid).pw_name
+    assert owner == USER  # deployed as the non-root user
+    entries = [line for line in _lines(target.crontab()) if "# chops:" in line]
+    assert len(entries) == 3, target.crontab()
+    current = f"{target.path}/current"
+    for line in entries:
+        assert f"cd {current} && " in line and f"{current}/.venv/bin/inv pipeline.run" in line
+        assert "releases/" not in line
+    last = target.audit()[-1]
+    assert (last["action"], last["result"], last["from"], last["to"]) == ("deploy", "ok", None, release.split("/")[-1])
+    assert last["who"].startswith("root@") and len(last["steps"]) == 7
+
+
+def test_the_same_commit_again_is_a_no_op_that_reverifies_health(target):
+    target.ensure_good()
+    before, cron = target.releases(), target.crontab()
+    started = time.monotonic()
+    done = target.deploy()
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nothing to deploy" in done.stderr and "health re-verified: healthy" in done.stderr
+    assert "skipped" in done.stderr and "[2/7]" not in done.stderr
+    assert target.releases() == before and target.crontab() == cron
+    assert target.audit()[-1]["result"] == "no-op"
+    assert took < 10, f"a no-op deploy took {took:.1f}s"
+
+
+def test_a_code_change_is_a_new_release_that_reuses_the_venv(target):
+    target.ensure_good()
+    old = target.path / target.current()
+    target.commit("a code-only change", {"README.md": (target.src / "README.md").read_text() + "\nchanged\n"})
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+    new = target.path / target.current()
+    assert new != old and "reused" in done.stderr and "built in" not in done.stderr
+    assert os.readlink(new / ".venv") == os.readlink(old / ".venv")
+    assert "1 sent" in done.stderr
+    assert (new / "tasks.py").stat().st_ino == (old / "tasks.py").stat().st_ino  # hard-linked from the old release
+    assert (new / "README.md").stat().st_ino != (old / "README.md").stat().st_ino
+    assert old.is_dir()  # kept for rollback
+
+
+def test_an_unhealthy_release_is_rolled_back(target):
+    target.ensure_good()
+    before, cron = target.current(), target.crontab()
+    prod = (target.src / "config" / "prod.toml").read_text()
+    target.commit("a release whose health check fails", {
+        "config/prod.toml": prod + "\n[proc]\nmin_free_disk_percent = 100.0\n"})
+    # two hosts (the same sshd by another name): the first fails its health gate, so the second is not attempted
+    args = target.args()
+    done = target.inv("deploy", "--host", "127.0.0.1,localhost", *args[2:], "--source", str(target.src))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "failed its health check" in done.stderr and "rolled back" in done.stderr
+    assert "min_free_disk_percent" in done.stderr and "not attempted: localhost" in done.stderr
+    assert target.current() == before
+    assert target.crontab() == cron
+    last = target.audit()[-1]
+    assert last["result"] == "rolled back" and "disk" in last["error"] and last["from"] == before.split("/")[-1]
+    bad = target.path / "releases" / last["to"] / "BAD"
+    assert bad.exists() and "health check" in bad.read_text()
+    status = target.inv("deploy.status", *target.args(), "--json")
+    assert status.returncode == 0, status.stderr
+    [report] = json.loads(status.stdout)
+    assert report["health"]["healthy"] and any(r["bad"] for r in report["releases"])
+    # rolling back (forward) to the BAD release by name: it is unhealthy, so current is switched back again
+    again = target.inv("deploy.rollback", *target.args(), "--to", last["to"])
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert "was marked BAD" in again.stderr and "is unhealthy" in again.stderr and "switched back" in again.stderr
+    assert target.current() == before and target.crontab() == cron
+    assert target.audit()[-1]["action"] == "rollback" and target.audit()[-1]["result"] == "failed"
+
+
+def test_a_release_that_fails_its_smoke_test_is_never_switched_to(target):
+    target.ensure_good()
+    before, cron, releases = target.current(), target.crontab(), target.releases()
+    target.commit("a pipeline module that does not load", {"pipelines/broken.py": "raise RuntimeError('broken on "
+                                                                                   "purpose')\n"})
+    done = target.deploy()
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "[5/7] test FAILED" in done.stderr and "broken on purpose" in done.stderr
+    assert "[6/7]" not in done.stderr and "current was not touched" in done.stderr
+    assert target.current() == before and target.crontab() == cron
+    [new] = [r for r in target.releases() if r not in releases]
+    assert "broken on purpose" in (target.path / "releases" / new / "BAD").read_text()
+    last = target.audit()[-1]
+    assert last["result"] == "failed" and "broken on purpose" in last["error"] and last["to"] == new
+    assert not (target.path / "deploy.lock").exists()
+
+
+def test_an_unhealthy_current_release_fails_the_no_op(target):
+    target.ensure_good()
+    env = target.path / "shared" / ".env"
+    kept = env.read_text()
+    try:
+        env.write_text(kept + "CHOPS_PROC__MIN_FREE_DISK_PERCENT=100\nAPI_TOKEN=s3cret-never-shown\n")
+        done = target.deploy()
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert "is current and UNHEALTHY" in done.stderr and "disk" in done.stderr
+        assert "s3cret" not in done.stderr + done.stdout
+        assert target.audit()[-1]["result"] == "unhealthy" and "s3cret" not in (target.path / "audit.log").read_text()
+        plan = target.inv("deploy.plan", *target.args(), "--source", str(target.src), "--force")
+        assert plan.returncode == 0, plan.stderr
+        assert "not in .env.example: API_TOKEN" in plan.stdout and "s3cret" not in plan.stdout + plan.stderr
+    finally:
+        env.write_text(kept)
+
+
+def test_a_deploy_killed_during_sync_leaves_current_and_a_stale_lock(target):
+    target.ensure_good()
+    before, cron = target.current(), target.crontab()
+    target.commit("a big file to make the sync slow", {"big.bin": os.urandom(1_500_000)})
+    env = target.env(CHOPS_DEPLOY__BWLIMIT="150")
+    first = subprocess.Popen([str(VENV_BIN / "inv"), "deploy", *target.args(), "--source", str(target.src)], cwd=ROOT,
+                             env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            syncing = [r for r in target.releases() if not (target.path / "releases" / r / "REVISION").exists()]
+            if syncing and (target.path / "deploy.lock").exists():
+                break
+            assert first.poll() is None, first.communicate()[1][-3000:]
+            time.sleep(0.1)
+        else:
+            pytest.fail("the deploy never started syncing")
+        # two deploys at once: the second refuses, naming the first
+        second = target.deploy()
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert "is being deployed by" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert first.poll() is None, "the first deploy should still be syncing"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    assert target.current() == before and target.crontab() == cron
+    status = target.inv("deploy.status", *target.args(), "--json")
+    assert status.returncode == 0, status.stderr
+    [report] = json.loads(status.stdout)
+    assert report["lock"]["state"] == "stale" and f"pid {first.pid}" in report["lock"]["reason"]
+    shown = target.inv("deploy.status", *target.args())
+    assert "STALE" in shown.stdout
+    target.reset()
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "took over a stale deploy lock" in done.stderr
+    assert not (target.path / "deploy.lock").exists()
+    assert all((target.path / "releases" / r / "REVISION").exists() for r in target.releases())  # the half sync is gone
+    assert target.current() == before
+
+
+def test_running_chops_processes_are_drained_then_stopped(target):
+    target.ensure_good()
+    code = ("import time; from ops import proc; from ops.settings import load_settings; "
+            "proc.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
+    worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
+                               f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = target.path / "shared" / "var" / "run"
+        deadline = time.monotonic() + 30
+        while not list(run.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(run.glob("*.json")), "the chops process never wrote its pid file"
+        target.commit("deploy while a backfill runs", {"NOTES.txt": "drain\n"})
+        done = target.deploy(CHOPS_DEPLOY__DRAIN_TIMEOUT="2", CHOPS_DEPLOY__KILL_GRACE="2")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "still running after 2s: proc.kill --all --grace 2" in done.stderr
+        assert "stopped 1 with proc.kill" in done.stderr
+        assert worker.wait(timeout=30) != 0  # ended by the signal, before the switch
+        assert not list(run.glob("*.json"))
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def test_unlock_removes_a_lock_that_blocks_deploys(target):
+    target.ensure_good()
+    lock = target.path / "deploy.lock"
+    lock.write_text(json.dumps({"id": "x1", "user": "ops", "host": "build-7", "pid": 4242, "since": "2026-01-01 "
+                                "00:00:00 UTC", "command": "inv deploy --host h", "release": "R"}))
+    shutil.chown(lock, USER, USER)
+    refused = target.deploy()
+    assert refused.returncode == 1 and "ops@build-7 pid 4242" in refused.stderr and "deploy.unlock" in refused.stderr
+    done = target.inv("deploy.unlock", *target.args())
+    assert done.returncode == 0, done.stderr
+    assert "removed the deploy lock of ops@build-7 pid 4242" in done.stderr and not lock.exists()
+    assert target.audit()[-1]["action"] == "unlock"
+    again = target.inv("deploy.unlock", *target.args())
+    assert again.returncode == 0 and "nothing to remove" in again.stderr
+    # a holder alive on this machine (this test process) is not removed without --force
+    import psutil
+
+    me = {"id": "x2", "user": "root", "host": socket.gethostname(), "pid": os.getpid(),
+          "create_time": psutil.Process().create_time(), "since": "2026-01-01 00:00:00 UTC", "command": "pytest"}
+    lock.write_text(json.dumps(me))
+    shutil.chown(lock, USER, USER)
+    alive = target.inv("deploy.unlock", *target.args())
+    assert alive.returncode == 1 and "held by a running deploy" in alive.stderr and lock.exists()
+    forced = target.inv("deploy.unlock", *target.args(), "--force")
+    assert forced.returncode == 0 and not lock.exists()
+
+
+def test_deploy_rollback_and_rollback_to(target):
+    target.ensure_good()
+    good = target.current()
+    target.commit("another release", {"NOTES.txt": "two\n"})
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+    newer = target.current()
+    back = target.inv("deploy.rollback", *target.args())
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert target.current() == good and "[3/3] verify: healthy" in back.stderr
+    assert all(f"{target.path}/current" in line for line in _lines(target.crontab()) if "# chops:" in line)
+    last = target.audit()[-1]
+    assert (last["action"], last["result"], last["to"]) == ("rollback", "ok", good.split("/")[-1])
+    forward = target.inv("deploy.rollback", *target.args(), "--to", newer.split("/")[-1])
+    assert forward.returncode == 0, forward.stderr[-3000:]
+    assert target.current() == newer
+    missing = target.inv("deploy.rollback", *target.args(), "--to", "20000101T000000Z-nope")
+    assert missing.returncode == 2 and "no release" in missing.stderr
+    assert not (target.path / "deploy.lock").exists()
+
+
+def test_plan_changes_nothing(target):
+    target.ensure_good()
+    target.commit("a change to plan", {"README.md": "replaced\n", "docs/new.md": "new\n"})
+    (target.src / "Makefile").unlink()
+    _git(target.src, "commit", "-qam", "no Makefile")
+    before = target.snapshot()
+    done = target.inv("deploy.plan", *target.args(), "--source", str(target.src), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [plan] = json.loads(done.stdout)
+    files = plan["details"]["files"]
+    assert files == {"added": ["docs/new.md"], "changed": ["README.md"], "removed": ["Makefile"]}
+    assert plan["action"] == "deploy" and plan["lock"]["state"] == "free"
+    assert plan["details"]["dependencies"]["change"] is False
+    assert plan["details"]["migrations"]["pending"] == []
+    assert plan["details"]["cron"]["changed"] is False and plan["env"]["missing"] == []
+    human = target.inv("deploy.plan", *target.args(), "--source", str(target.src))
+    assert human.returncode == 0 and "nothing was changed" in human.stderr and "README.md" in human.stdout
+    assert target.snapshot() == before
+
+
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(target):
+    target.ensure_good()
+    before = target.snapshot()
+    args = target.args()
+    cases = {
+        "host": ["deploy", "--host", "127.0.0.1;touch /tmp/x", *args[2:]],
+        "host with a space": ["deploy", "--host", "a b", *args[2:]],
+        "user": ["deploy", *args[:4], "--user", "chops deploy", "--path", str(target.path)],
+        "target": ["deploy", "--target", "no-such-target"],
+        "relative path": ["deploy", *args[:-1], "srv/chops"],
+        "root path": ["deploy", *args[:-1], "/"],
+    }
+    for case, argv in cases.items():
+        done = target.inv(*argv)
+        assert done.returncode == 2, (case, done.stderr)
+        assert len(_lines(done.stderr)) == 1 and done.stderr.startswith("error: "), (case, done.stderr)
+    (target.src / "README.md").write_text("uncommitted\n")
+    dirty = target.deploy()
+    assert dirty.returncode == 2 and "uncommitted changes (README.md)" in dirty.stderr and "--allow-dirty" in dirty.stderr
+    assert target.snapshot() == before
+
+
+def test_a_host_that_does_not_answer_times_out(target):
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = target.inv("deploy", "--host", "127.0.0.1", "--port", str(port), "--user", USER, "--path", "/srv/x",
+                          "--source", str(target.src), CHOPS_DEPLOY__CONNECT_TIMEOUT="2", timeout=60)
+        took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert "did not answer within 2s" in done.stderr and len(_lines(done.stderr)) == 1
+    assert took < 20
+
+
+def test_an_unknown_host_key_is_refused_unless_accepted(target):
+    empty = target.base / "empty_known_hosts"
+    empty.write_text("")
+    target.close_shared_connection()  # a shared connection, once open, is not checked again
+    plan = ["deploy.plan", *target.args(), "--source", str(target.src)]
+    refused = target.inv(*plan, CHOPS_DEPLOY__KNOWN_HOSTS=str(empty))
+    assert refused.returncode == 2 and "is not in" in refused.stderr and "--accept-new-host-key" in refused.stderr
+    accepted = target.inv(*plan, "--accept-new-host-key", CHOPS_DEPLOY__KNOWN_HOSTS=str(empty))
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    assert (target.base / "hostkey.pub").read_text().split()[1] in empty.read_text()  # recorded (hashed name)
+    again = target.inv(*plan, CHOPS_DEPLOY__KNOWN_HOSTS=str(empty))
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+# --- the target-side entry points, run here (no ssh: what a deploy runs inside a new release) ---------------------------
+
+def _here(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    env = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"), CHOPS_ENV_FILE=str(tmp_path / "no.env"),
+                        **extra)
+    return subprocess.run([*args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_smoke_check_of_a_release_names_what_fails(tmp_path):
+    python = str(VENV_BIN / "python")
+    before = _here(tmp_path, python, "-m", "ops.deploy", "smoke")
+    assert before.returncode == 1 and "database" in before.stderr and "inv db.setup" in before.stderr
+    for task in ("db.setup", "db.migrate"):
+        done = _here(tmp_path, str(VENV_BIN / "inv"), task)
+        assert done.returncode == 0, done.stderr
+    ok = _here(tmp_path, python, "-m", "ops.deploy", "smoke")
+    assert ok.returncode == 0, ok.stderr
+    assert [c["check"] for c in json.loads(ok.stdout)] == ["imports", "configuration", "database", "migrations",
+                                                           "pipelines"]
+    broken = tmp_path / "pipelines"
+    broken.mkdir()
+    (broken / "bad.py").write_text("raise RuntimeError('this module is broken')\n")
+    bad = _here(tmp_path, python, "-m", "ops.deploy", "smoke", CHOPS_PIPELINES__DIR=str(broken))
+    assert bad.returncode == 1 and "pipelines:" in bad.stderr and "broken" in bad.stderr
+
+
+def test_pausing_waits_for_nothing_when_nothing_runs(tmp_path):
+    done = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy", "pause", "5", "0")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"unscheduled": 0, "running": [], "waited": 0.0}
+    usage = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy", "nonsense")
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_the_venv_helper_builds_once_and_reports_a_failing_install(tmp_path):
+    from ops import deploy_remote as helper
+
+    path = tmp_path / "app"
+    release = path / "releases" / "r1"
+    release.mkdir(parents=True)
+    (release / "requirements.txt").write_text("")
+    built = helper.cmd_venv({"path": str(path), "venv": "k1", "release": "r1", "python": sys.executable})
+    assert built["built"] and (path / "venvs" / "k1" / "bin" / "pip").exists()
+    assert (path / "venvs" / "k1" / ".chops-complete").exists()
+    assert helper.cmd_venv({"path": str(path), "venv": "k1", "release": "r1", "python": sys.executable}) == {
+        "built": False, "seconds": 0.0}
+    (release / "requirements.txt").write_text("this is not a requirement !!!\n")
+    failed = helper.cmd_venv({"path": str(path), "venv": "k2", "release": "r1", "python": sys.executable})
+    assert failed["failed"] and failed["exit"] != 0 and failed["tail"]
+    assert not (path / "venvs" / "k2").exists()  # a half-built venv never counts
