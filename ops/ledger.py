@@ -105,7 +105,7 @@ def attempts(db, pipeline: str | None = None, day: date | None = None, limit: in
     rows = db.rows(sql, params)
     for r in rows:
         r["run_id"] = str(r["run_id"])
-        if r["status"] == "running" and not alive(r["host"], r["pid"]):
+        if r["status"] == "running" and not alive(r["host"], r["pid"], r["started_at"]):
             r["status"] = "died"
     return rows
 
@@ -119,14 +119,8 @@ def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dic
     return out
 
 
-def alive(host: str, pid: int) -> bool:
+def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
     """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from ops.locks import process_alive
+
+    return process_alive(host, pid, started_at)

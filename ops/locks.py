@@ -65,16 +65,36 @@ def read_holder(path: Path) -> Holder | None:
         return None
 
 
-def holder_alive(holder: Holder) -> bool:
-    if holder.host != socket.gethostname():
-        return True  # cannot tell; assume alive
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def process_alive(host: str, pid: int, since: datetime | None = None) -> bool:
+    """Whether the process that recorded (``host``, ``pid``) at ``since`` still runs. The one liveness test of
+    chops' locks, ledger and journal: on another host it cannot be told (assume alive); a pid now held by a process
+    that started after ``since`` was reused (gone)."""
+    import psutil
+
+    if host != socket.gethostname() or int(pid) <= 0:
         return True
+    try:
+        started = psutil.Process(int(pid)).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+    if since is not None:
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        return started <= since.timestamp() + 1
     return True
+
+
+def parse_since(text: str) -> datetime | None:
+    """A holder's ``since`` ("YYYY-MM-DD HH:MM:SS UTC") as a datetime, or None."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
+def holder_alive(holder: Holder) -> bool:
+    return process_alive(holder.host, holder.pid, parse_since(holder.since))
 
 
 class FileLock:

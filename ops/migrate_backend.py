@@ -287,24 +287,10 @@ def describe(holder: dict | None) -> str:
 
 def is_stale(holder: dict) -> bool:
     """A holder on this host whose process is gone, or whose pid now belongs to a process started later."""
-    if holder.get("host") != socket.gethostname():
-        return False
+    from ops.locks import parse_since, process_alive
+
     try:
         pid = int(holder.get("pid", 0))
     except (TypeError, ValueError):
         return False
-    if pid <= 0:
-        return False
-    import psutil
-
-    try:
-        started = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
-    try:
-        since = datetime.strptime(holder["since"], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
-    except (KeyError, ValueError):
-        return False
-    return started > since.timestamp() + 1  # the pid was reused by a younger process
+    return not process_alive(holder.get("host"), pid, parse_since(holder.get("since")))

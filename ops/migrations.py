@@ -185,8 +185,9 @@ class Migrations:
         level = 2 if self.cluster else 1
         return {"alter_sync": level, "mutations_sync": level}
 
-    def new(self, name: str) -> list[Path]:
-        """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template."""
+    def new(self, name: str, dry_run: bool = False) -> list[Path]:
+        """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template (``dry_run``: only
+        say which)."""
         if not name or "/" in name or "\\" in name or ".." in name or any(c.isspace() for c in name):
             raise BadInput(f"migration name {name!r} must be a plain name: no paths, no spaces (e.g. add_events_table)")
         if not NAME.match(name):
@@ -198,6 +199,8 @@ class Migrations:
         mid = f"{max(numbers, default=0) + 1:04d}_{name}"
         path = self.directory / f"{mid}.sql"
         rollback = self.directory / f"{mid}.rollback.sql"
+        if dry_run:
+            return [path, rollback]
         title = name.replace("_", " ")
         path.write_text(TEMPLATE.format(id=mid, title=title))
         rollback.write_text(ROLLBACK_TEMPLATE.format(id=mid))
@@ -588,18 +591,20 @@ class Migrations:
 
     # --- repairs -------------------------------------------------------------------------------------------------
 
-    def mark(self, ident: str) -> bool:
+    def mark(self, ident: str, dry_run: bool = False) -> bool:
         """Record a migration as applied without running it. False when it already was."""
         files = self.files()
         f = self._resolve(files, ident)
         st = self.states(files)[f.id]
         if st.state == "applied":
             return False
+        if dry_run:
+            return True
         with self._writable().lock():
             self._write([self._event_row(f, "mark", "done", str(uuid.uuid4()))])
         return True
 
-    def unmark(self, ident: str) -> bool:
+    def unmark(self, ident: str, dry_run: bool = False) -> bool:
         """Record a migration as not applied without running anything. False when it was not applied or dirty."""
         files = self.files()
         states = self.states(files)
@@ -607,14 +612,17 @@ class Migrations:
         mid = f.id if f else (ident.strip() if ident.strip() in states else self._resolve(files, ident).id)
         if states[mid].state == "pending":
             return False
+        if dry_run:
+            return True
         with self._writable().lock():
             self._write([self._event_row(f or mid, "unmark", "done", str(uuid.uuid4()))])
         return True
 
-    def break_lock(self) -> dict | None:
-        """Remove the migration lock; returns who held it."""
+    def break_lock(self, dry_run: bool = False) -> dict | None:
+        """Remove the migration lock (``dry_run``: leave it); returns who held it."""
         holder = self.backend.holder()
-        self.backend.break_lock()
+        if holder and not dry_run:
+            self.backend.break_lock()
         return holder
 
     def history(self, ident: str | None = None) -> list[dict[str, Any]]:

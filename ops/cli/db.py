@@ -165,13 +165,16 @@ def status(c, json=False, check=False):
                              hint="run: inv db.migrate")
 
 
-@task(help={"name": "what the migration does, e.g. add_events_table (lowercase, digits, _)"})
-def new(c, name):
+@task(help={"name": "what the migration does, e.g. add_events_table (lowercase, digits, _)",
+            "dry_run": "say which files would be written; write nothing"})
+def new(c, name, dry_run=False):
     """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template."""
     from ops import output
 
-    for path in _migrations().new(name):
-        output.info(f"wrote {path.relative_to(settings().root) if path.is_relative_to(settings().root) else path}")
+    root = settings().root
+    for path in _migrations().new(name, dry_run=dry_run):
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        output.info(f"{'would write' if dry_run else 'wrote'} {shown}")
 
 
 @task(help={
@@ -228,32 +231,39 @@ def history(c, migration=None, json=False):
                        ["at (UTC)", "migration", "operation", "event", "stmt", "by", "error"])
 
 
-@task(help={"migration": "the migration to record as applied (id or number)"})
-def mark(c, migration):
+@task(help={"migration": "the migration to record as applied (id or number)", "dry_run": "say it; record nothing"})
+def mark(c, migration, dry_run=False):
     """Record a migration as applied without running it (repair)."""
     from ops import output
 
-    changed = _migrations().mark(migration)
-    output.info(f"marked {migration} applied" if changed else f"{migration} is already applied; nothing changed")
+    changed = _migrations().mark(migration, dry_run=dry_run)
+    if not changed:
+        return output.info(f"{migration} is already applied; nothing changed")
+    output.info(f"would mark {migration} applied; nothing was changed" if dry_run else f"marked {migration} applied")
 
 
-@task(help={"migration": "the migration to record as not applied (id or number)"})
-def unmark(c, migration):
+@task(help={"migration": "the migration to record as not applied (id or number)", "dry_run": "say it; record nothing"})
+def unmark(c, migration, dry_run=False):
     """Record a migration as not applied without running anything (repair; also clears dirty)."""
     from ops import output
 
-    changed = _migrations().unmark(migration)
-    output.info(f"unmarked {migration}" if changed else f"{migration} is not applied; nothing changed")
+    changed = _migrations().unmark(migration, dry_run=dry_run)
+    if not changed:
+        return output.info(f"{migration} is not applied; nothing changed")
+    output.info(f"would unmark {migration}; nothing was changed" if dry_run else f"unmarked {migration}")
 
 
-@task(name="break-lock")
-def break_lock(c):
+@task(name="break-lock", help={"dry_run": "say who holds the lock; remove nothing"})
+def break_lock(c, dry_run=False):
     """Remove the migration lock (when its holder is gone)."""
     from ops import output
     from ops.migrate_backend import describe
 
-    holder = _migrations().break_lock()
-    output.info(f"removed the migration lock of {describe(holder)}" if holder else "the migration lock was not held")
+    holder = _migrations().break_lock(dry_run=dry_run)
+    if not holder:
+        return output.info("the migration lock is not held")
+    output.info(f"would remove the migration lock of {describe(holder)}" if dry_run
+                else f"removed the migration lock of {describe(holder)}")
 
 
 @task(name="import", help={

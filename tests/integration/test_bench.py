@@ -1,12 +1,10 @@
 """The CLI latency benchmark, for real: two rounds of every command against a throw-away database."""
 
-import importlib.util
 import json
 import math
 
 import pytest
 
-from ops import ROOT
 from ops.gates import performance_gate
 from ops.settings import load_settings
 
@@ -15,10 +13,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cli_latency():
-    spec = importlib.util.spec_from_file_location("chops_bench_cli_latency", ROOT / "bench" / "cli_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ops.cli.bench import load_benchmark
+
+    return load_benchmark("cli_latency")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The backfill benchmark, for real at a tiny size: 2 and 4 days of 2,000 rows, one round."""
 
-import importlib.util
 import json
 import math
 from datetime import timedelta
@@ -8,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from ops import ROOT
 from ops.errors import BadInput
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -18,10 +16,9 @@ SIZES = {"rows_per_day": 2000, "days_long": 4, "days_short": 2}
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("chops_bench_backfill", ROOT / "bench" / "backfill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ops.cli.bench import load_benchmark
+
+    return load_benchmark("backfill")
 
 
 @pytest.fixture(scope="module")
