@@ -173,7 +173,7 @@ def _check_writable(path: Path) -> None:
         raise BadInput(f"data path {_short(path)} cannot be created: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise BadInput(f"data path {_short(path)} is not writable by this user")
-    probe = path / ".chops-write-test"
+    probe = path / f".chops-write-test.{os.getpid()}"  # two processes may probe at once (before the lock)
     try:
         probe.write_bytes(b"")
         probe.unlink()
