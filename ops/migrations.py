@@ -11,8 +11,11 @@ that ran, then ``done`` (or ``failed``). From that journal every migration is:
   (statements that already ran must be unchanged), and ``db.rollback`` undoes the statements that ran;
 * ``pending``: never applied, or rolled back.
 
-Journal writes are batched so that each migration costs one insert beyond its own statements: a statement's
-``statement`` event, the migration's ``done`` and the next migration's ``begin`` travel in one INSERT.
+On a server, journal writes are batched so that each migration costs one insert beyond its own statements: a
+statement's ``statement`` event, the migration's ``done`` and the next migration's ``begin`` travel in one INSERT.
+On the embedded engine a run's events go through a write-ahead file and reach the journal in one INSERT at the
+end (``ops.migrate_backend.PendingEvents``); a run killed mid-way leaves the file, which readers merge and the
+next writer replays.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import os
 import re
 import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ops.errors import BadInput, WorkFailed
-from ops.migrate_backend import LOG_TABLE, ClickHouseBackend, utc_now_text
+from ops.migrate_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
 
 FILE_NAME = re.compile(r"^(?P<number>\d{4,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -110,6 +115,7 @@ class Migrations:
         self.directory = settings.path("migrations.dir")
         self._db = db
         self._backend = None
+        self._events: PendingEvents | None = None
         self.notify = notify or (lambda message: None)
 
     # --- files -----------------------------------------------------------------------------------------------------
@@ -223,19 +229,46 @@ class Migrations:
                                               lock_timeout=self.settings.get("migrations.lock_timeout"))
         return self._backend
 
-    def _writable(self) -> ClickHouseBackend:
-        """The backend, with its journal table created: only for operations that write."""
+    @property
+    def pending_events(self) -> PendingEvents:
+        if self._events is None:
+            self._events = PendingEvents(self.db)
+        return self._events
+
+    @contextmanager
+    def _locked(self):
+        """The migration lock, with the journal table created, leftovers of a killed run replayed, and this run's
+        events written through ``pending_events``: only for operations that write."""
         self.backend.ensure_internal_schema_updated()
-        return self.backend
+        with self.backend.lock():
+            pending = self.pending_events
+            pending.start()
+            try:
+                yield
+            except BaseException:
+                try:
+                    pending.finish()
+                except Exception:
+                    pending.abandon()  # the journal is unreachable: the next writer replays the file
+                raise
+            pending.finish()
 
     def journal(self) -> list[dict[str, Any]]:
         if not self.backend._internal_schema_updated and not self.backend.journal_exists():
             return []  # nothing ever ran here; reading creates nothing
-        return self.db.rows(
+        rows = self.db.rows(
             f"SELECT toString(id) AS id, attempt_id, migration_id, operation, event, statement, statement_sha, "
             f"checksum, error, username, hostname, pid, command, created_at_utc FROM {LOG_TABLE} "
             "ORDER BY created_at_utc, statement"
         )
+        unflushed = self.pending_events.leftover()
+        if unflushed:
+            seen = {r["id"] for r in rows}
+            rows += [{k: v for k, v in e.items() if k != "migration_hash"}
+                     | {"created_at_utc": datetime.strptime(e["created_at_utc"], "%Y-%m-%d %H:%M:%S.%f")}
+                     for e in unflushed if e["id"] not in seen]
+            rows.sort(key=lambda r: (r["created_at_utc"], r["statement"]))
+        return rows
 
     def states(self, files: list[MigrationFile] | None = None) -> dict[str, State]:
         """The state of every migration known to the journal or on disk."""
@@ -299,10 +332,9 @@ class Migrations:
                 statement, statement_sha, checksum, error[:2000], user, host, pid, command, utc_now_text()]
 
     def _write(self, rows: list[list[Any]]) -> None:
-        """Append journal events in one INSERT (atomic: a MergeTree part). Values travel as a JSONEachRow
-        payload, never spliced into SQL."""
-        if rows:
-            self.db.insert_rows(LOG_TABLE, [dict(zip(_COLUMNS, row)) for row in rows])
+        """Record journal events: in one INSERT (atomic: a MergeTree part), or appended to the run's write-ahead
+        file. Values travel as JSONEachRow data, never spliced into SQL."""
+        self.pending_events.write([dict(zip(_COLUMNS, row)) for row in rows])
 
     # --- checks ------------------------------------------------------------------------------------------------
 
@@ -434,7 +466,7 @@ class Migrations:
         if dry_run or not plan:
             return {"applied": [], "plan": rendered, "dry_run": dry_run}
         applied = []
-        with self._writable().lock():
+        with self._locked():
             # Another applier may have finished while we waited for the lock: plan again under it.
             if not resume:
                 self._refuse_on_errors(files, allow_dirty=False)
@@ -566,7 +598,7 @@ class Migrations:
         from ops import proc
 
         proc.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
-        with self._writable().lock():
+        with self._locked():
             states = self.states()
             for f, statements in plan:
                 st = states.get(f.id)
@@ -600,7 +632,7 @@ class Migrations:
             return False
         if dry_run:
             return True
-        with self._writable().lock():
+        with self._locked():
             self._write([self._event_row(f, "mark", "done", str(uuid.uuid4()))])
         return True
 
@@ -614,7 +646,7 @@ class Migrations:
             return False
         if dry_run:
             return True
-        with self._writable().lock():
+        with self._locked():
             self._write([self._event_row(f or mid, "unmark", "done", str(uuid.uuid4()))])
         return True
 

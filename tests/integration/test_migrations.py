@@ -324,6 +324,9 @@ def test_kill_9_mid_migration_leaves_it_dirty_and_recoverable(tmp_path, mdir):
     time.sleep(1.0)  # statement 1 done, statement 2 sleeping
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The killed run's events are still in its write-ahead file, not yet in the journal table: readers merge them.
+    leftover = list((tmp_path / "var" / "clickhouse" / "chops").glob("migration-journal.*.wal"))
+    assert len(leftover) == 1
     status = json.loads(inv("db.status", "--json", env=env).stdout)
     assert status[0]["state"] == "dirty" and "interrupted" in status[0]["note"]
     refused = inv("db.migrate", env=env)
@@ -332,6 +335,12 @@ def test_kill_9_mid_migration_leaves_it_dirty_and_recoverable(tmp_path, mdir):
     assert resumed.returncode == 0, resumed.stderr
     assert "stale migration lock" in resumed.stderr
     assert json.loads(inv("db.status", "--json", env=env).stdout)[0]["state"] == "applied"
+    assert not leftover[0].exists()
+    # The killed attempt was replayed into the table: begin and statement 1, then the resumed attempt.
+    events = json.loads(inv("db.query", "SELECT event, statement FROM _chops_migration_log "
+                            "ORDER BY created_at_utc, statement", "--json", env=env).stdout)
+    assert [(e["event"], e["statement"]) for e in events] == [
+        ("begin", 0), ("statement", 0), ("begin", 0), ("statement", 1), ("statement", 2), ("done", 0)]
 
 
 def test_cli_bad_input_exits_2(tmp_path, mdir):
@@ -398,3 +407,54 @@ def test_cluster_rendering_and_server_settings(settings, mdir, tmp_path):
     replicated = log_table_sql("main", replicated=True)
     assert "ON CLUSTER `main`" in replicated and "ReplicatedMergeTree(" in replicated
     assert "ENGINE = MergeTree" in log_table_sql(None, replicated=False)
+
+
+def killed_run(migrations, mdir):
+    """A run that died after statement 1 of 0001_events: its events are in the write-ahead file only."""
+    two_migrations(mdir)
+    f = migrations.files()[0]
+    pending = migrations.pending_events
+    migrations.backend.ensure_internal_schema_updated()
+    pending.start()
+    migrations._write([migrations._event_row(f, "apply", "begin", "a1")])
+    migrations.db.command(f.statements[0].text)
+    migrations._write([migrations._event_row(f, "apply", "statement", "a1", 0, f.statement_sha(0))])
+    pending.abandon()  # what kill -9 leaves behind: the file, nothing in the table
+    assert pending.path.exists()
+    return pending
+
+
+def test_a_killed_runs_events_are_read_from_its_file_and_replayed_once(migrations, mdir, db):
+    pending = killed_run(migrations, mdir)
+    assert db.scalar("SELECT count() FROM _chops_migration_log") == 0
+    assert states(migrations)["0001_events"] == "dirty"
+    rows = pending.leftover()
+    # A replay killed after its INSERT but before removing the file: the next replay inserts nothing twice.
+    db.insert_rows("_chops_migration_log", rows[:1])
+    assert pending.replay() == 1
+    assert not pending.path.exists()
+    assert db.scalar("SELECT count() FROM _chops_migration_log") == 2
+    assert pending.replay() == 0
+    assert migrations.migrate(resume=True)["applied"] == ["0001_events", "0002_totals"]
+    assert db.scalar("SELECT sum(n) FROM events") == 3  # statement 1 (the CREATE) was not run again
+
+
+def test_a_file_left_beside_a_recreated_journal_is_discarded(migrations, mdir, db):
+    pending = killed_run(migrations, mdir)
+    db.command("DROP TABLE _chops_migration_log SYNC")
+    db.command("DROP TABLE events SYNC")
+    migrations.backend._internal_schema_updated = False
+    migrations.backend.ensure_internal_schema_updated()  # a new journal table: a new UUID
+    assert pending.leftover() == []
+    assert states(migrations)["0001_events"] == "pending"
+    assert migrations.migrate()["applied"] == ["0001_events", "0002_totals"]
+    assert not pending.path.exists()
+    assert db.scalar("SELECT count() FROM _chops_migration_log WHERE event = 'begin'") == 2
+
+
+def test_a_cut_short_last_line_is_a_statement_that_never_started(migrations, mdir, db):
+    pending = killed_run(migrations, mdir)
+    with pending.path.open("a") as f:
+        f.write('{"id": "0000')  # a kill in the middle of writing the next begin
+    assert [e["event"] for e in pending.leftover()] == ["begin", "statement"]
+    assert states(migrations)["0001_events"] == "dirty"
