@@ -4,7 +4,7 @@
   day and pipeline (dependencies first) the ledger, the partition's lock, a staging table, the checks and
   REPLACE PARTITION (see ops/backfill.py and ops/runner.py).
 * direct: one Python process that opens the same embedded engine with clickhouse_connect and, day after day,
-  sends the day's inbox files to ``events`` (``raw_insert``, as ``Run.insert_file`` does) and runs the
+  has the engine load the day's inbox files into ``events`` (``INSERT … FROM INFILE``, as ``Run.insert_file`` does) and runs the
   ``INSERT … SELECT`` of daily_rollup and user_sessions straight into their tables: no plan, ledger, staging
   table, check or swap. The statements are not copied here: they are read from the pipelines themselves, by
   calling each ``build(run)`` with a recorder that keeps what it is asked to run and runs nothing (``_Recorder``),
@@ -63,16 +63,9 @@ with open(plan, "rb") as f:
     days = pickle.load(f)
 client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=None)
 client.database = database
-no_errors = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
 for operations in days:
-    for op in operations:
-        if op[0] == "file":
-            _, table, name, fmt, columns = op
-            with open(name, "rb") as f:
-                client.raw_insert(table, columns, f.read(), fmt=fmt, settings=no_errors)
-        else:
-            _, sql, parameters = op
-            client.command(sql, parameters=parameters)
+    for _, sql, parameters in operations:
+        client.command(sql, parameters=parameters)
 for table, rows in client.query("SELECT table, sum(rows) FROM system.parts WHERE database = currentDatabase() "
                                 "AND active GROUP BY table").result_rows:
     print(table, rows)
@@ -156,7 +149,10 @@ class _Recorder:
         return self.inbox_root / name / self.day.isoformat()
 
     def insert_file(self, path: Path, fmt: str, columns: list[str] | None = None) -> None:
-        self.operations.append(("file", self.staging, str(path), fmt, columns))
+        from ops.clickhouse import infile_sql  # what ops.clickhouse.Database.load_file runs on the embedded engine
+        from ops.runner import NO_BAD_ROWS
+
+        self.operations.append(("sql", infile_sql(self.staging, path, fmt, columns, NO_BAD_ROWS), None))
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> None:
         from ops.clickhouse import _used  # what ops.clickhouse.Database.command sends: the bound parameters only

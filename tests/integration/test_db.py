@@ -21,6 +21,44 @@ def test_sql_values_are_parameters(db):
     assert db.scalar("SELECT count() FROM t WHERE s = {s:String}", {"s": hostile}) == 1
 
 
+def test_load_file_reads_exactly_the_named_file(db, tmp_path):
+    """The engine reads a file itself (FROM INFILE), which would expand glob characters: a name with them, or with
+    a quote, still loads that one file and nothing beside it."""
+    db.command("CREATE TABLE t (n UInt8, name String) ENGINE = MergeTree ORDER BY n")
+    names = ["x1.csv", "x2.csv", "x*.csv", "x{1,2}.csv", "it's.csv", "x?.csv", "x[1].csv"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_text(f"n,name\n{i},{name.replace(',', ';')}\n")
+    for name in names[2:]:
+        db.command("TRUNCATE TABLE t")
+        db.load_file("t", tmp_path / name, "CSVWithNames")
+        assert db.rows("SELECT name FROM t") == [{"name": name.replace(",", ";")}], name
+
+
+def test_load_file_refuses_a_bad_row(db, tmp_path):
+    from ops.errors import DatabaseError
+    from ops.runner import NO_BAD_ROWS
+
+    db.command("CREATE TABLE t (n UInt8) ENGINE = MergeTree ORDER BY n")
+    (tmp_path / "bad.csv").write_text("n\n1\nnot a number\n3\n")
+    with pytest.raises(DatabaseError):
+        db.load_file("t", tmp_path / "bad.csv", "CSVWithNames", settings=NO_BAD_ROWS)
+    assert db.scalar("SELECT count() FROM t") == 0
+
+
+def test_infile_sql_quotes_what_it_cannot_bind():
+    from ops.clickhouse import infile_sql
+    from ops.errors import BadInput
+
+    assert infile_sql("t", "/in/it's\\x.csv", "CSVWithNames", ["a"], {"input_format_allow_errors_num": 0}) == (
+        "INSERT INTO `t` (`a`) FROM INFILE '/in/it\\'s\\\\x.csv' SETTINGS input_format_allow_errors_num = 0 "
+        "FORMAT CSVWithNames")
+    for bad in (dict(table="t; DROP TABLE x"), dict(columns=["a`b"]), dict(fmt="CSV SETTINGS x=1"),
+                dict(settings={"max_threads": "1; DROP"}), dict(path="/in/*.csv")):
+        args = {"table": "t", "path": "/in/a.csv", "fmt": "CSV", **bad}
+        with pytest.raises(BadInput):
+            infile_sql(**args)
+
+
 def test_database_error_is_one_readable_line(db):
     from ops.errors import DatabaseError
 
