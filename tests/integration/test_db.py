@@ -45,6 +45,22 @@ def test_load_file_refuses_a_bad_row(db, tmp_path):
     assert db.scalar("SELECT count() FROM t") == 0
 
 
+def test_release_memory_gives_the_engines_spare_memory_back(db, tmp_path):
+    def anon_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon"):
+                return int(line.split()[1]) / 1024
+
+    db.command("CREATE TABLE t (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    path = tmp_path / "big.csv"
+    path.write_text("n,s\n" + "".join(f"{i},{'x' * 40}{i}\n" for i in range(500_000)))
+    db.load_file("t", path, "CSVWithNames")
+    held = anon_mb()
+    db.release_memory()
+    assert anon_mb() < held - 10, "the allocator kept what loading took"
+    assert db.scalar("SELECT count() FROM t") == 500_000  # and the engine works on
+
+
 def test_infile_sql_quotes_what_it_cannot_bind():
     from ops.clickhouse import infile_sql
     from ops.errors import BadInput
