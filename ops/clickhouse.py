@@ -189,7 +189,8 @@ def close_engine() -> None:
 
 # --- the Database handle ---------------------------------------------------------------------------------------------
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """ClickHouse's message of an error, without its code prefix and stack trace, on one line."""
     text = str(exc).strip()
     m = re.search(r"Code: \d+\. DB::Exception: (.*?)(?: Stack trace:|$)", text, re.S)
     text = m.group(1) if m else text
@@ -320,9 +321,9 @@ def _wrap(exc: Exception, sql: str) -> Exception:
     from clickhouse_connect.driver import exceptions as cc
 
     if isinstance(exc, cc.OperationalError):
-        return WorkFailed(f"cannot reach ClickHouse: {_first_line(exc)}")
+        return WorkFailed(f"cannot reach ClickHouse: {first_line(exc)}")
     if isinstance(exc, cc.Error):
-        return DatabaseError(f"ClickHouse refused `{_abbrev(sql)}`: {_first_line(exc)}")
+        return DatabaseError(f"ClickHouse refused `{_abbrev(sql)}`: {first_line(exc)}")
     return exc
 
 
@@ -395,5 +396,5 @@ def _open_client(settings, tgt: Target, database: str | None):
             connect_timeout=settings.get("clickhouse.connect_timeout"),
         )
     except cc.Error as exc:
-        raise WorkFailed(f"cannot reach ClickHouse at {tgt.url}: {_first_line(exc)}",
+        raise WorkFailed(f"cannot reach ClickHouse at {tgt.url}: {first_line(exc)}",
                          hint="check CLICKHOUSE_URL with: inv config") from None

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ops.errors import BadInput, WorkFailed
+from ops.graph import find_cycle
 from ops.migrate_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
 
 FILE_NAME = re.compile(r"^(?P<number>\d{4,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
@@ -361,7 +362,7 @@ class Migrations:
                 add("warning", "rollback", f.id, f"{f.id} has no rollback file ({f.id}.rollback.sql)")
             if not f.statements:
                 add("warning", "empty", f.id, f"{f.id} has no statements")
-        cycle = _find_cycle({f.id: [d for d in f.depends if d in ids] for f in files})
+        cycle = find_cycle({f.id: [d for d in f.depends if d in ids] for f in files})
         if cycle:
             add("error", "cycle", cycle[0], "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
 
@@ -689,35 +690,9 @@ def _depends(text: str) -> list[str]:
     return directives.get("depends", "").split()
 
 
-def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
-                return stack[stack.index(dep):]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
 def _clean_error(exc: Exception) -> str:
-    from ops.clickhouse import _first_line
+    from ops.clickhouse import first_line
 
-    text = _first_line(exc.__cause__ or exc)
+    text = first_line(exc.__cause__ or exc)
     text = re.sub(r"^ClickHouse refused `.*?`: ", "", text)
     return re.sub(r"\s*FORMAT Native\.?", "", text)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ops.errors import BadInput
+from ops.graph import find_cycle
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -326,18 +327,12 @@ def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
                                             f"pipeline(s) {', '.join(missing)}"
                 del registry.pipelines[p.name]
                 changed = True
-    cycle = _cycle({n: list(p.depends_on) for n, p in registry.pipelines.items()})
+    cycle = find_cycle({n: list(p.depends_on) for n, p in registry.pipelines.items()})
     if cycle:
         for n in cycle:
             p = registry.pipelines.pop(n)
             registry.errors[p.module] = f"{p.module.rsplit('.', 1)[-1]}.py: dependency cycle {' -> '.join(cycle)}"
     return registry
-
-
-def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    from ops.migrations import _find_cycle
-
-    return _find_cycle(graph)
 
 
 # --- dates ----------------------------------------------------------------------------------------------------------

@@ -77,9 +77,9 @@ class Run:
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
             self.db.release_memory()  # parsing a file takes a few hundred MB: give it back before the next one
         except Exception as exc:
-            from ops.clickhouse import _first_line
+            from ops.clickhouse import first_line
 
-            raise WorkFailed(f"{path.name}: ClickHouse could not load it: {_first_line(exc)}") from None
+            raise WorkFailed(f"{path.name}: ClickHouse could not load it: {first_line(exc)}") from None
         self.log.info("loaded %s (%d bytes, %s)", path.name, Path(path).stat().st_size, fmt)
 
 
