@@ -1,9 +1,9 @@
 """events_ingest: load the day's files from the inbox (CSV and JSON lines) into `events`.
 
 Files are dropped in ``<paths.var>/inbox/events/<YYYY-MM-DD>/`` (``inv pipeline.sample-data`` writes realistic
-ones). Their bytes go to ClickHouse, which parses them (CSVWithNames / JSONEachRow): the same path works against
-the embedded engine and a server, and no row passes through Python. A malformed row fails the run, naming the
-file and row, and leaves `events` untouched.
+ones). ClickHouse parses them (CSVWithNames / JSONEachRow): the embedded engine reads each file from disk itself,
+a server receives its bytes, and no row passes through Python. A malformed row fails the run, naming the file and
+row, and leaves `events` untouched.
 """
 
 from ops.errors import WorkFailed
