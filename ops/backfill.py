@@ -235,14 +235,15 @@ class Outcome:
 
 def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fast: bool = False,
             progress: Callable[[Outcome, int, int], None] | None = None,
-            started: Callable[[Item], None] | None = None) -> list[Outcome]:
-    """Run the plan's partitions: dependencies first within a day, ``parallel`` at a time. Returns every outcome."""
+            started: Callable[[Item], None] | None = None, db=None) -> list[Outcome]:
+    """Run the plan's partitions: dependencies first within a day, ``parallel`` at a time. Returns every outcome.
+    ``db``: a connection to use in this thread (worker threads open their own)."""
     from ops.clickhouse import connect
     from ops.runner import run_pipeline
 
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
-    db = connect(settings)
+    db = db or connect(settings)
     done_by_plan = {(r["pipeline"], r["partition"]) for r in db.rows(
         "SELECT pipeline, partition FROM run_ledger FINAL WHERE plan_id = {id:String} AND status = 'succeeded'",
         {"id": plan.id})}
@@ -262,7 +263,7 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
 
     def work(item: Item) -> Outcome:
         if not hasattr(local, "db"):
-            local.db = connect(settings)
+            local.db = db if threading.current_thread() is threading.main_thread() else connect(settings)
         t0 = time.monotonic()
         try:
             result = run_pipeline(settings, item.pipeline, item.day.isoformat(), trigger="backfill",

@@ -65,7 +65,8 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
             detail = f"{o.rows:,} rows" if o.status == "succeeded" else (o.error or "")
             bar.step(f"{o.pipeline} {o.day} {o.status} {detail} {o.seconds:.1f}s".rstrip())
 
-        outcomes = backfill.execute(s, plan, registry, parallel=parallel, fail_fast=fail_fast, progress=progress)
+        outcomes = backfill.execute(s, plan, registry, parallel=parallel, fail_fast=fail_fast, progress=progress,
+                                    db=db)
     summary = backfill.summarize(outcomes, plan)
     failed = [o for o in outcomes if o.status in ("failed", "blocked", "not started")]
     if json:
