@@ -3,7 +3,8 @@
 * chops: ``inv pipeline.run events_ingest --date D --force``: the ledger, the partition's lock, a staging table,
   the checks (unique event_id, within the day, no NULL user), REPLACE PARTITION.
 * direct: a Python process that opens the same embedded engine with clickhouse_connect, creates a fresh table of
-  the same structure, and sends the same two files with ``INSERT … FORMAT CSVWithNames`` / ``JSONEachRow``.
+  the same structure, and loads the same two files with the statement chops runs on the embedded engine
+  (``INSERT … FROM INFILE … FORMAT CSVWithNames`` / ``JSONEachRow``, from ``ops.clickhouse.infile_sql``).
 
 Both are subprocesses (a process start is in each), run one after the other on the same data path (the embedded
 engine allows one process per path), in a temporary var/ directory: the user's var/ is never touched. The files
@@ -31,22 +32,30 @@ if str(ROOT) not in sys.path:  # run as a script: make `ops` importable
 
 DAY = date(2025, 1, 15)  # a fixed day in the past (the runner refuses future days)
 
-# The baseline: the same files, the same engine, no chops. Arguments: data path, round number, files...
+# The baseline: the same files, the same engine, no chops. Arguments: data path, round number, the load statements.
 DIRECT = """
 import sys
 import clickhouse_connect
 
-path, number, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+path, number, statements = sys.argv[1], sys.argv[2], sys.argv[3:]
 client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
 client.command(f"CREATE DATABASE direct_{number} ENGINE = Atomic")
 client.command(f"CREATE TABLE direct_{number}.events AS chops.events")
-for name in files:
-    fmt = "CSVWithNames" if name.endswith(".csv") else "JSONEachRow"
-    with open(name, "rb") as f:
-        client.raw_insert(f"direct_{number}.events", None, f.read(), fmt=fmt)
-print(client.command(f"SELECT count() FROM direct_{number}.events"))
+client.database = f"direct_{number}"
+for sql in statements:
+    client.command(sql)
+print(client.command("SELECT count() FROM events"))
 client.close()
 """
+
+
+def load_statements(files: list[str]) -> list[str]:
+    """What ``Run.insert_file`` runs for each file on the embedded engine (into ``events``)."""
+    from ops.clickhouse import infile_sql
+    from ops.runner import NO_BAD_ROWS
+    from pipelines.events_ingest import FORMATS
+
+    return [infile_sql("events", name, FORMATS[Path(name).suffix], None, NO_BAD_ROWS) for name in files]
 
 
 def _environ(tmp: Path) -> dict[str, str]:
@@ -94,7 +103,7 @@ def measure(rounds: int = 3, rows: int = 1_000_000) -> dict:
         for number in range(1, rounds + 1):
             took, _ = _run([inv, "pipeline.run", "events_ingest", "--date", DAY.isoformat(), "--force"], env)
             chops_times.append(took)
-            took, out = _run([sys.executable, "-c", DIRECT, data_path, str(number), *files], env)
+            took, out = _run([sys.executable, "-c", DIRECT, data_path, str(number), *load_statements(files)], env)
             direct_times.append(took)
             if int(out.strip().splitlines()[-1]) != rows:
                 raise WorkFailed(f"the direct load wrote {out.strip()} rows, expected {rows}")
@@ -117,7 +126,7 @@ def print_report(result: dict) -> None:
     print_table(
         [("chops (inv pipeline.run events_ingest)", f"{result['chops']['best']:.3f}",
           f"{n / result['chops']['best']:,.0f}", f"{result['ratio']['best']:.2f}x"),
-         ("direct (raw INSERT … FORMAT)", f"{result['direct']['best']:.3f}",
+         ("direct (INSERT … FROM INFILE)", f"{result['direct']['best']:.3f}",
           f"{n / result['direct']['best']:,.0f}", "1.00x")],
         ["loading one day", "best s", "rows / s", "ratio"],
         title=f"{n:,} rows, best of {result['rounds']} rounds, process start included "

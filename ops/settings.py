@@ -100,7 +100,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_inv_list_ratio": Key(float, "performance gate: `inv --list` / `python -c 'import invoke'`"),
         "max_inv_help_ratio": Key(float, "performance gate: `inv --help db.info` / `python -c 'import invoke'`"),
         "max_migrations_ratio": Key(float, "performance gate: 200 migrations through chops / the same DDL run directly"),
-        "max_pipeline_run_ratio": Key(float, "performance gate: inv pipeline.run on 1M rows / the raw INSERT of the same files"),
+        "max_pipeline_run_ratio": Key(float, "performance gate: inv pipeline.run on 1M rows / the same files loaded directly"),
         "max_backfill_ratio": Key(float, "performance gate: 30-day backfill / the same statements run directly"),
         "max_backfill_scaling": Key(float, "performance gate: 30-day backfill time / (30/7 x the 7-day time)"),
         "max_backfill_rss_ratio": Key(float, "performance gate: backfill peak RSS / the direct loop's peak RSS"),

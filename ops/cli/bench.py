@@ -17,7 +17,7 @@ def _gate_rows(name: str, result: dict, s) -> list[dict]:
         return [gates.ratio_gate(f"{result['count']} migrations vs direct DDL", result["ratio"]["best"],
                                  s.get("bench.max_migrations_ratio"))]
     if name == "pipeline_run":
-        return [gates.ratio_gate(f"{result['rows']:,}-row pipeline run vs raw INSERT", result["ratio"]["best"],
+        return [gates.ratio_gate(f"{result['rows']:,}-row pipeline run vs direct load", result["ratio"]["best"],
                                  s.get("bench.max_pipeline_run_ratio"))]
     d = result["days"]
     return [gates.ratio_gate(f"{d['long']}-day backfill vs direct statements", result["ratio"]["best"],

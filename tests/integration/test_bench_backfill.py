@@ -3,7 +3,6 @@
 import json
 import math
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -89,11 +88,14 @@ def test_direct_plan_is_the_pipelines_statements(bench, settings, tmp_path):
     plan = bench.direct_plan(settings, tmp_path, bench.FIRST_DAY, 2)
     assert len(plan) == 2
     day = plan[1]
-    files = [op for op in day if op[0] == "file"]
-    statements = [op for op in day if op[0] == "sql"]
-    assert [op[1] for op in files] == ["events"] * len(files)
-    assert [op[3] for op in files] == ["CSVWithNames", "JSONEachRow"]
-    assert [Path(op[2]).parent for op in files] == [tmp_path / "events" / "2025-01-02"] * 2
+    assert {op[0] for op in day} == {"sql"}
+    loads = [op for op in day if "FROM INFILE" in op[1]]
+    statements = [op for op in day if "FROM INFILE" not in op[1]]
+    folder = tmp_path / "events" / "2025-01-02"
+    assert [(op[1], op[2]) for op in loads] == [  # what Run.insert_file runs on the embedded engine
+        (f"INSERT INTO `events` FROM INFILE '{folder}/events-2025-01-02.{ext}' SETTINGS "
+         f"input_format_allow_errors_num = 0, input_format_allow_errors_ratio = 0 FORMAT {fmt}", None)
+        for ext, fmt in (("csv", "CSVWithNames"), ("jsonl", "JSONEachRow"))]
     assert [" ".join(op[1].split()).split(" (")[0] for op in statements] == \
         ["INSERT INTO `daily_rollup`", "INSERT INTO `user_sessions`"]
     assert all(op[2]["day"] == bench.FIRST_DAY + timedelta(days=1) for op in statements)
