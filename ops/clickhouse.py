@@ -251,9 +251,8 @@ class Database:
     def load_file(self, table: str, path: Path, fmt: str, columns: Sequence[str] | None = None,
                   settings: dict[str, int] | None = None) -> None:
         """Have ClickHouse parse a file into ``table``. The embedded engine reads it from disk itself
-        (``INSERT … FROM INFILE``: the bytes never pass through Python, and a .gz/.zst file is decompressed by the
-        engine); a server gets the file's bytes over HTTP, and so does the engine for a path with a glob character
-        in it, which ``FROM INFILE`` would expand."""
+        (``INSERT … FROM INFILE``: the bytes never pass through Python); a server gets the file's bytes over HTTP,
+        and so does the engine for a path with a glob character in it, which ``FROM INFILE`` would expand."""
         if self.target.kind == "embedded" and not INFILE_GLOB.search(str(path)):
             self.command(infile_sql(table, path, fmt, columns, settings))
             return

@@ -30,9 +30,9 @@ from ops.pipelines import Pipeline, Registry, load_pipelines, parse_day
 
 STAGING_PREFIX = "_chops_staging_"
 TRIGGERS = ("manual", "cron", "backfill")
-# ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
 # A file with a row ClickHouse cannot parse fails the run instead of being loaded without that row.
 NO_BAD_ROWS = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
+# ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
 RETRYABLE_CODES = {159, 160, 164, 202, 209, 210, 241, 252, 319, 425, 999}
 
 
