@@ -479,6 +479,48 @@ def apply(plan: Plan, crontab=None) -> Plan:
     return plan
 
 
+# --- a deploy's pause --------------------------------------------------------------------------------------------------
+# A deploy removes the project's entries while it switches releases and installs them again after. A deploy killed
+# in between would leave no entries, which looks like a fresh install (a warning). So the pause is written down
+# first, and health fails while it stands; `pipeline.schedule --all` (or `unschedule --all`) ends it.
+
+def pause_file(settings) -> Path:
+    return settings.path("paths.var") / "run" / "cron.paused"  # not *.json: those are pid files
+
+
+def mark_paused(settings, by: str) -> None:
+    import json
+    from datetime import datetime, timezone
+
+    path = pause_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"by": by, "pid": os.getpid(),
+                               "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}))
+    os.replace(tmp, path)
+
+
+def paused(settings) -> dict | None:
+    """Who paused this project's cron entries and since when, while the pause stands."""
+    import json
+
+    try:
+        return json.loads(pause_file(settings).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"by": "?", "since": "?"}
+
+
+def end_pause(settings) -> bool:
+    """The entries are as intended again; True when a pause stood."""
+    try:
+        pause_file(settings).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
 # --- reporting ------------------------------------------------------------------------------------------------------
 
 def installed_vs_expected(settings, pipelines, crontab=None, environment: Mapping[str, str] | None = None,

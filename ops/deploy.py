@@ -1546,6 +1546,7 @@ def pause(settings, timeout: float, unschedule: bool, poll: float = 0.5) -> dict
 
     removed = 0
     if unschedule:
+        cron.mark_paused(settings, by="a deploy")  # before the entries go: a deploy killed now is still seen
         p = cron.unschedule(settings, {}, all=True)
         cron.apply(p)
         removed = len(p.of("remove"))

@@ -9,7 +9,8 @@ can be tested without a machine in that state. What fails and what only warns:
 * **migrations**: any pending, dirty or drifted migration → fail.
 * **pipelines**: a pipeline module that does not load → fail (its cron entry would fail every time).
 * **cron**: no entry installed at all → warn, so a fresh install is healthy ("run inv pipeline.schedule --all");
-  entries installed but missing, different, stale or duplicated → fail; as expected but no cron daemon → warn.
+  entries installed but missing, different, stale or duplicated → fail; entries removed by a deploy's pause that
+  was never ended (the deploy died between pausing and scheduling) → fail; as expected but no cron daemon → warn.
 * **freshness**: a scheduled pipeline whose last success is older than twice its interval → fail; one with
   attempts but no success → fail; one never run at all → warn (a fresh install, before its first scheduled run).
 * **failed runs**: a run that failed (or whose process died) in the last 24 hours and has no later success for the
@@ -106,15 +107,20 @@ def pipelines_result(names: Iterable[str], errors: dict[str, str]) -> dict[str, 
     return result("pipelines", PASS, f"{len(names)} pipeline(s) load")
 
 
-def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_running: bool = True) -> dict[str, Any]:
+def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_running: bool = True,
+                paused: dict[str, Any] | None = None) -> dict[str, Any]:
     """From ``ops.cron.installed_vs_expected`` rows. ``broken``: pipelines whose module did not load (their entries
-    are not stale; the pipelines check reports them)."""
+    are not stale; the pipelines check reports them). ``paused``: a deploy's pause that was not ended."""
     name = "cron"
     broken = set(broken)
     rows = [r for r in rows if not (r["state"] == "stale" and r["pipeline"] in broken)]
     scheduled = [r for r in rows if r["state"] != "not scheduled"]
     if not scheduled:
         return result(name, PASS, "no pipeline has a schedule; nothing to install")
+    if paused and any(r["state"] == "missing" for r in scheduled):
+        return result(name, FAIL, f"cron entries were removed by {paused.get('by', '?')} at {paused.get('since', '?')} "
+                                  "and not installed again, so no pipeline runs on schedule (if no deploy is running "
+                                  "now: inv pipeline.schedule --all, or deploy again)")
     if not any(r["installed"] for r in rows):
         return result(name, WARN, f"no cron entries; {len(scheduled)} scheduled pipeline(s) run only by hand "
                                   "(run: inv pipeline.schedule --all)")
@@ -302,7 +308,7 @@ def _cron(settings, registry) -> dict[str, Any]:
         return result("cron", WARN, f"cannot read the crontab ({exc.line()}), so {scheduled} scheduled pipeline(s) "
                                     "run only by hand")
     broken = {module.rsplit(".", 1)[-1] for module in registry.errors}
-    return cron_result(rows, broken, daemon_running=cron.daemon_pid() is not None)
+    return cron_result(rows, broken, daemon_running=cron.daemon_pid() is not None, paused=cron.paused(settings))
 
 
 def _runs_by_pipeline(db) -> dict[str, dict[str, Any]]:

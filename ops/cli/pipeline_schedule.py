@@ -76,6 +76,8 @@ def schedule(c, name=None, all=False, dry_run=False, json=False):
     plan = cron.plan(settings(), _registry(), names=name, all=everything)
     if not dry_run:
         cron.apply(plan)
+        if everything:
+            cron.end_pause(settings())
     _show(plan, dry_run, json, "schedule")
     if not json:
         _warn_shell_only()
@@ -97,6 +99,8 @@ def unschedule(c, name=None, all=False, dry_run=False, json=False):
     plan = cron.unschedule(settings(), _registry(), names=name, all=everything)
     if not dry_run:
         cron.apply(plan)
+        if everything:
+            cron.end_pause(settings())
     _show(plan, dry_run, json, "unschedule")
 
 

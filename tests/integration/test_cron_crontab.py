@@ -114,6 +114,45 @@ def test_removed_pipeline_entry_is_removed_by_all(saved_crontab, settings):
     assert crontab_l()[1] == FOREIGN
 
 
+def test_a_deploys_pause_stands_until_the_entries_are_installed_again(saved_crontab, settings):
+    """A deploy killed between pausing cron and scheduling again leaves no entries: health fails (a fresh install
+    would only warn) until `pipeline.schedule --all` ends the pause."""
+    from ops import cron, health
+    from ops.deploy import pause
+
+    install(FOREIGN)
+    cron.apply(cron.plan(settings, PIPELINES, all=True))
+    assert health.cron_result(cron.installed_vs_expected(settings, PIPELINES), paused=cron.paused(settings))[
+        "status"] in ("pass", "warn")  # warn: no cron daemon in this container
+    answer = pause(settings, timeout=0, unschedule=True)  # what the deploy runs on the target; then it is killed
+    assert answer["unscheduled"] == 2 and crontab_l()[1] == FOREIGN
+    assert cron.paused(settings)["by"] == "a deploy"
+    verdict = health.cron_result(cron.installed_vs_expected(settings, PIPELINES), paused=cron.paused(settings))
+    assert verdict["status"] == "fail" and "not installed again" in verdict["reason"]
+    cron.apply(cron.plan(settings, PIPELINES, all=True))
+    assert cron.end_pause(settings) is True and cron.paused(settings) is None
+    assert cron.end_pause(settings) is False
+    cron.apply(cron.unschedule(settings, [], all=True))
+    assert crontab_l()[1] == FOREIGN
+
+
+def test_schedule_all_from_the_command_line_ends_a_pause(saved_crontab, run_inv, cli_var):
+    install(FOREIGN)
+    pause_file = Path(cli_var) / "run" / "cron.paused"
+    pause_file.parent.mkdir(parents=True, exist_ok=True)
+    pause_file.write_text('{"by": "a deploy", "since": "2026-11-27 00:30:00 UTC"}')
+    check = run_inv("proc.check", "--json")
+    cron_check = next(c for c in json.loads(check.stdout)["checks"] if c["name"] == "cron")
+    assert cron_check["status"] == "fail" and "removed by a deploy" in cron_check["reason"]
+    dry = run_inv("pipeline.schedule", "--all", "--dry-run")
+    assert dry.returncode == 0 and pause_file.exists()  # a dry run changes nothing
+    done = run_inv("pipeline.schedule", "--all")
+    assert done.returncode == 0, done.stderr
+    assert not pause_file.exists()
+    run_inv("pipeline.unschedule", "--all")
+    assert crontab_l()[1] == FOREIGN
+
+
 # --- doctor: cron's bare environment --------------------------------------------------------------------------------
 
 STAND_IN = """#!/bin/sh

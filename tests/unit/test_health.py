@@ -85,6 +85,17 @@ def test_cron_entry_of_a_broken_module_is_not_stale():
     assert health.cron_result(rows, broken={"broken"})["status"] == "pass"
 
 
+def test_cron_left_paused_by_a_deploy_fails_where_a_fresh_install_only_warns():
+    rows = [cron_row("a", "missing"), cron_row("b", "missing")]
+    pause = {"by": "a deploy", "since": "2026-11-27 00:30:00 UTC"}
+    r = health.cron_result(rows, paused=pause)
+    assert r["status"] == "fail"
+    assert "removed by a deploy at 2026-11-27 00:30:00 UTC" in r["reason"] and "pipeline.schedule --all" in r["reason"]
+    assert health.cron_result(rows)["status"] == "warn"
+    # entries back as expected: a pause file left behind no longer matters
+    assert health.cron_result([cron_row("a", "ok", "30 1 * * *")], paused=pause)["status"] == "pass"
+
+
 def test_cron_as_expected_without_a_daemon_warns():
     rows = [cron_row("a", "ok", "30 1 * * *")]
     assert health.cron_result(rows, daemon_running=True)["status"] == "pass"
