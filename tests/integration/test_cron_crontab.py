@@ -6,7 +6,6 @@ parallel-safe with each other, so they share one lock file.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
@@ -18,14 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-
-
-@dataclasses.dataclass
-class Fake:
-    name: str
-    schedule: str | None = None
-    description: str = ""
-    cron_date: str = "yesterday"
+from tests.unit.test_cron import Fake  # the part of a Pipeline that scheduling reads
 
 
 # Schedules that never fire (February 30/31), should a cron daemon be running while these entries exist.
