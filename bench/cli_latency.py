@@ -3,7 +3,7 @@
 Baselines are ``python -c pass`` (the interpreter) and ``python -c "import invoke"`` (the least any ``inv``
 command can cost). Every command gets one warm-up run, then ``rounds`` timed runs interleaved round-robin
 so machine noise hits all commands alike. Reported per command: median and best seconds, and their ratios
-to each baseline. Absolute times are shown but never judged; the gate (``ops.gates``) uses ratios only.
+to each baseline. Absolute times are shown but never judged; the gate (``ops.dev.gates``) uses ratios only.
 
     python bench/cli_latency.py [--rounds N] [--json] [--gate]
 
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `ops` importable
     sys.path.insert(0, str(ROOT))
 
-from ops.errors import BadInput, WorkFailed  # noqa: E402
-from ops.gates import BASELINE as IMPORT_INVOKE  # noqa: E402  (the gate reads results by these names)
+from ops.core.errors import BadInput, WorkFailed  # noqa: E402
+from ops.dev.gates import BASELINE as IMPORT_INVOKE  # noqa: E402  (the gate reads results by these names)
 
 PYTHON = "python -c pass"
 BASELINES = {"ratio_to_import_invoke": IMPORT_INVOKE, "ratio_to_python": PYTHON}
@@ -111,7 +111,7 @@ def output_path(settings) -> Path:
 
 
 def write_json(result: dict, path: Path) -> Path:
-    from ops.output import to_json
+    from ops.core.output import to_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(result) + "\n", encoding="utf-8")
@@ -128,7 +128,7 @@ def display_path(path: Path) -> str:
 
 def print_report(result: dict) -> None:
     """The ratios as a table, median and best of the rounds."""
-    from ops.output import print_table
+    from ops.core.output import print_table
 
     rows = []
     for name, c in result["commands"].items():
@@ -143,9 +143,10 @@ def print_report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from ops import gates, output
-    from ops.errors import ChopsError
-    from ops.settings import load_settings
+    from ops.dev import gates
+    from ops.core import output
+    from ops.core.errors import ChopsError
+    from ops.core.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, help="timed runs per command (default: bench.rounds)")

@@ -52,7 +52,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None) -> float:
-    from ops.errors import WorkFailed
+    from ops.core.errors import WorkFailed
 
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, input=input, capture_output=True, timeout=1800)
@@ -66,7 +66,7 @@ class Loopback:
     """sshd on 127.0.0.1, the deploy user, keys, and a git copy of this project."""
 
     def __init__(self, tmp: Path):
-        from ops.errors import BadInput
+        from ops.core.errors import BadInput
 
         if os.geteuid() != 0:
             raise BadInput("bench/deploy.py starts sshd and creates a user: run it as root")
@@ -134,14 +134,14 @@ class Loopback:
                        str(self.port), "--user", USER, "--path", str(self.path)], self.src, self.env())
 
     def bare_rsync(self) -> float:
-        from ops.deploy import quote_command
+        from ops.deploy.apply import quote_command
 
         return _timed(["rsync", "--recursive", "--links", "--perms", "--times", "--from0", "--files-from=-",
                        "-e", quote_command(self.ssh()), "./", f"{USER}@127.0.0.1:{self.path}-bare/"],
                       self.src, input=self.files)
 
     def close_shared_connection(self) -> None:
-        from ops.deploy import control_dir
+        from ops.deploy.apply import control_dir
 
         subprocess.run(["ssh", "-o", f"ControlPath={control_dir()}/%C", "-O", "exit", "-p", str(self.port),
                         f"{USER}@127.0.0.1"], capture_output=True, timeout=10)
@@ -153,7 +153,7 @@ class Loopback:
         self.files = b"\0".join(x.encode() for x in _git(self.src, "ls-files").split("\n")) + b"\0"
 
     def close(self) -> None:
-        from ops.deploy import project_id
+        from ops.deploy.apply import project_id
 
         self.close_shared_connection()
         self.sshd.terminate()
@@ -168,7 +168,7 @@ class Loopback:
 
 
 def measure(rounds: int = 3) -> dict:
-    from ops.errors import BadInput
+    from ops.core.errors import BadInput
 
     if rounds < 1:
         raise BadInput(f"rounds must be at least 1, got {rounds}")
@@ -212,7 +212,7 @@ def measure(rounds: int = 3) -> dict:
 
 
 def print_report(result: dict) -> None:
-    from ops.output import print_table
+    from ops.core.output import print_table
 
     r = result["ratio"]
     print_table([
@@ -232,8 +232,8 @@ def print_report(result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from ops.errors import ChopsError
-    from ops.output import print_json
+    from ops.core.errors import ChopsError
+    from ops.core.output import print_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)

@@ -33,9 +33,9 @@ def write_migrations(directory: Path, count: int) -> None:
 
 
 def measure(count: int = 200, rounds: int = 3) -> dict:
-    from ops.clickhouse import close_engine, connect
-    from ops.migrations import Migrations
-    from ops.settings import load_settings
+    from ops.clickhouse.client import close_engine, connect
+    from ops.migrations.migrator import Migrations
+    from ops.core.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="chops-bench-migrations-") as tmp:
         tmp = Path(tmp)
@@ -75,7 +75,7 @@ def measure(count: int = 200, rounds: int = 3) -> dict:
 
 
 def print_report(result: dict) -> None:
-    from ops.output import print_table
+    from ops.core.output import print_table
 
     n = result["count"]
     print_table(
@@ -89,7 +89,7 @@ def print_report(result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from ops.output import print_json
+    from ops.core.output import print_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)

@@ -8,7 +8,7 @@
 
 Both are subprocesses (a process start is in each), run one after the other on the same data path (the embedded
 engine allows one process per path), in a temporary var/ directory: the user's var/ is never touched. The files
-are generated once (``ops.sample_data``) and reused by every round. Goal: ratio <= 1.3.
+are generated once (``ops.pipelines.sample_data``) and reused by every round. Goal: ratio <= 1.3.
 
     python bench/pipeline_run.py [--rows N] [--rounds N] [--json]
 """
@@ -51,8 +51,8 @@ client.close()
 
 def load_statements(files: list[str]) -> list[str]:
     """What ``Run.insert_file`` runs for each file on the embedded engine (into ``events``)."""
-    from ops.clickhouse import infile_sql
-    from ops.runner import NO_BAD_ROWS
+    from ops.clickhouse.client import infile_sql
+    from ops.pipelines.runner import NO_BAD_ROWS
     from pipelines.events_ingest import FORMATS
 
     return [infile_sql("events", name, FORMATS[Path(name).suffix], None, NO_BAD_ROWS) for name in files]
@@ -68,7 +68,7 @@ def _environ(tmp: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    from ops.errors import WorkFailed
+    from ops.core.errors import WorkFailed
 
     started = time.perf_counter()
     out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -80,9 +80,9 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def measure(rounds: int = 3, rows: int = 1_000_000) -> dict:
-    from ops.errors import BadInput, WorkFailed
-    from ops.sample_data import write_sample_data
-    from ops.settings import load_settings
+    from ops.core.errors import BadInput, WorkFailed
+    from ops.pipelines.sample_data import write_sample_data
+    from ops.core.settings import load_settings
 
     if rounds < 1 or rows < 1:
         raise BadInput(f"rounds and rows must be at least 1, got {rounds} and {rows}")
@@ -120,7 +120,7 @@ def measure(rounds: int = 3, rows: int = 1_000_000) -> dict:
 
 
 def print_report(result: dict) -> None:
-    from ops.output import print_table
+    from ops.core.output import print_table
 
     n = result["rows"]
     print_table(
@@ -136,7 +136,7 @@ def print_report(result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from ops.output import print_json
+    from ops.core.output import print_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)

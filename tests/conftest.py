@@ -63,7 +63,7 @@ def worker_var(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def settings(worker_var):
     """Settings for this test process: CHOPS_ENV=test, var/ in a temporary directory, no .env."""
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     return load_settings(environ=clean_environ(
         CHOPS_ENV="test", CHOPS_PATHS__VAR=str(worker_var), CHOPS_ENV_FILE=str(worker_var / "no.env"),
@@ -73,7 +73,7 @@ def settings(worker_var):
 @pytest.fixture
 def db(settings):
     """A database of this test's own on this process's engine; dropped afterwards."""
-    from ops.clickhouse import connect
+    from ops.clickhouse.client import connect
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     database = connect(settings, database=name, create=True)

@@ -8,7 +8,7 @@ from ops.cli.base import settings, task, whole_number
 
 
 def _range(s, days, start, end, max_days):
-    from ops.backfill import resolve_range
+    from ops.pipelines.backfill import resolve_range
 
     limit = s.get("backfill.max_days") if max_days is None else whole_number(max_days, "--max-days")
     return resolve_range(days, start, end, max_days=limit)
@@ -32,10 +32,11 @@ def _range(s, days, start, end, max_days):
 def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=False, force=False, rerun_failed=False,
         newest_first=False, fail_fast=False, resume=None, max_days=None, json=False):
     """Backfill a range of days for the backfillable pipelines: a frozen plan, run in parallel, resumable."""
-    from ops import backfill, output
-    from ops.clickhouse import connect
-    from ops.errors import BadInput, WorkFailed
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import backfill
+    from ops.core import output
+    from ops.clickhouse.client import connect
+    from ops.core.errors import BadInput, WorkFailed
+    from ops.pipelines.definition import load_pipelines
 
     s = settings()
     parallel = whole_number(parallel if parallel is not None else s.get("backfill.parallel"), "--parallel")
@@ -50,7 +51,7 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
         first, last = _range(s, days, start, end, max_days)
         names = backfill.select_jobs(registry, jobs)
         db = connect(s)
-        from ops import ledger
+        from ops.pipelines import ledger
 
         ledger.require_table(db)
         plan = backfill.make_plan(s, db, registry, first, last, names, force=force, rerun_failed=rerun_failed,
@@ -85,8 +86,8 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
 
 
 def _print_plan(db, registry, plan, as_json):
-    from ops import output
-    from ops.runner import partition_status
+    from ops.core import output
+    from ops.pipelines.runner import partition_status
 
     rows = []
     for item in plan.items:
@@ -109,8 +110,8 @@ def _print_plan(db, registry, plan, as_json):
 @task(name="list", help={"json": "print as JSON"})
 def list_(c, json=False):
     """Backfillable pipelines, and the ones that cannot be backfilled or failed to load, with the reason."""
-    from ops import output
-    from ops.pipelines import load_pipelines
+    from ops.core import output
+    from ops.pipelines.definition import load_pipelines
 
     registry = load_pipelines(settings())
     rows = [{"pipeline": p.name, "backfillable": p.backfillable, "target": p.target,
@@ -133,9 +134,10 @@ def list_(c, json=False):
 })
 def counts(c, days=None, start=None, end=None, jobs=None, json=False):
     """Rows per day per target, days without data and big day-over-day changes flagged, and a coverage grid."""
-    from ops import backfill, output
-    from ops.clickhouse import connect
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import backfill
+    from ops.core import output
+    from ops.clickhouse.client import connect
+    from ops.pipelines.definition import load_pipelines
 
     s = settings()
     if days is None and not start:
@@ -169,8 +171,9 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
 @task(help={"limit": "at most this many plans (default 10)", "json": "print as JSON"})
 def plans(c, limit="10", json=False):
     """Recent backfill plans with their progress (from the run ledger)."""
-    from ops import backfill, output
-    from ops.clickhouse import connect
+    from ops.pipelines import backfill
+    from ops.core import output
+    from ops.clickhouse.client import connect
 
     rows = backfill.recent_plans(connect(settings()), limit=whole_number(limit, "--limit"))
     if json:
@@ -190,10 +193,11 @@ def plans(c, limit="10", json=False):
 })
 def verify(c, days=None, start=None, end=None, jobs=None, json=False):
     """Re-run the pipelines' checks on the data already in the targets, without rewriting anything."""
-    from ops import backfill, output
-    from ops.clickhouse import connect
-    from ops.errors import WorkFailed
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import backfill
+    from ops.core import output
+    from ops.clickhouse.client import connect
+    from ops.core.errors import WorkFailed
+    from ops.pipelines.definition import load_pipelines
 
     s = settings()
     if days is None and not start:

@@ -15,7 +15,7 @@ import traceback
 from invoke import Exit
 from invoke import task as invoke_task
 
-from ops.errors import ChopsError
+from ops.core.errors import ChopsError
 
 _settings = None
 
@@ -24,7 +24,7 @@ def settings():
     """The settings of this invocation, loaded once."""
     global _settings
     if _settings is None:
-        from ops.settings import load_settings
+        from ops.core.settings import load_settings
 
         _settings = load_settings()
     return _settings
@@ -59,7 +59,7 @@ def task(*args, **kwargs):
 def whole_number(value, flag: str, minimum: int = 1) -> int:
     """A numeric flag. Tasks declare number defaults as text ("7") so invoke hands the raw value here and a typo
     becomes one line and exit 2, not invoke's traceback."""
-    from ops.errors import BadInput
+    from ops.core.errors import BadInput
 
     try:
         n = int(str(value).strip())

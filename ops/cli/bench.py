@@ -9,7 +9,7 @@ BENCHMARKS = ("cli_latency", "migrations", "pipeline_run", "backfill")
 
 def _gate_rows(name: str, result: dict, s) -> list[dict]:
     """The performance gate's rows for one benchmark's result: ratios only, against bench.max_* limits."""
-    from ops import gates
+    from ops.dev import gates
 
     if name == "cli_latency":
         return gates.performance_gate(result, s)
@@ -42,7 +42,7 @@ def load_benchmark(name: str):
 
 def run_benchmarks(s, rounds: int, only: str | list[str] | None = None, show: bool = True) -> tuple[dict, list[dict]]:
     """Measure each benchmark, write reports/bench/<name>.json, and return the results and the gate's rows."""
-    from ops import output
+    from ops.core import output
 
     names = [only] if isinstance(only, str) else list(only) if only else list(BENCHMARKS)
     results, rows = {}, []
@@ -70,8 +70,9 @@ def run_benchmarks(s, rounds: int, only: str | list[str] | None = None, show: bo
 })
 def bench(c, rounds=None, only=None, gate=False, json=False):
     """Run the benchmarks: ratios to baselines measured in the same run; write reports/bench/*.json."""
-    from ops import gates, output
-    from ops.errors import BadInput, WorkFailed
+    from ops.dev import gates
+    from ops.core import output
+    from ops.core.errors import BadInput, WorkFailed
 
     s = settings()
     if only is not None and only not in BENCHMARKS:

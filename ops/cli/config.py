@@ -8,7 +8,7 @@ from ops.cli.base import settings, task
 @task(help={"json": "print as JSON"})
 def config(c, json=False):
     """Show the effective settings, secrets masked, and where each value came from."""
-    from ops import output
+    from ops.core import output
 
     s = settings()
     rows = s.describe()

@@ -5,13 +5,14 @@ from __future__ import annotations
 from invoke import Collection
 
 from ops.cli.base import settings, stdin_is_interactive, task, whole_number
-from ops.errors import BadInput
+from ops.core.errors import BadInput
 
 
 @task(help={"dry_run": "print what would be created and change nothing", "json": "print the result as JSON"})
 def setup(c, dry_run=False, json=False):
     """Create the data directory and the database (idempotent: a second run changes nothing)."""
-    from ops import db, output
+    from ops.clickhouse import admin as db
+    from ops.core import output
 
     if dry_run:
         plan = db.setup_plan(settings())
@@ -37,8 +38,9 @@ def setup(c, dry_run=False, json=False):
 })
 def drop(c, yes=False, dry_run=False, json=False):
     """Drop the database and all its tables (asks first; --yes for scripts)."""
-    from ops import db, output
-    from ops.clickhouse import target
+    from ops.clickhouse import admin as db
+    from ops.core import output
+    from ops.clickhouse.client import target
 
     tgt = target(settings())
     if dry_run:
@@ -62,7 +64,8 @@ def drop(c, yes=False, dry_run=False, json=False):
 @task(help={"json": "print as JSON"})
 def info(c, json=False):
     """Show the engine, its version, the URL (password masked) and every table with rows and bytes."""
-    from ops import db, output
+    from ops.clickhouse import admin as db
+    from ops.core import output
 
     data = db.info(settings())
     if json:
@@ -84,7 +87,8 @@ def info(c, json=False):
 @task(help={"sql": "one SQL statement", "json": "print rows as JSON objects", "csv": "print rows as CSV"})
 def query(c, sql, json=False, csv=False):
     """Run one SQL statement and print the result as a table (or --json / --csv)."""
-    from ops import db, output
+    from ops.clickhouse import admin as db
+    from ops.core import output
 
     if json and csv:
         raise BadInput("choose one of --json and --csv")
@@ -101,14 +105,14 @@ def query(c, sql, json=False, csv=False):
 
 
 def _migrations():
-    from ops import output
-    from ops.migrations import Migrations
+    from ops.core import output
+    from ops.migrations.migrator import Migrations
 
     return Migrations(settings(), notify=output.info)
 
 
 def _print_plan(plan, verb):
-    from ops import output
+    from ops.core import output
 
     for item in plan:
         output.info(f"-- {verb} {item['id']}")
@@ -124,7 +128,7 @@ def _print_plan(plan, verb):
 })
 def migrate(c, to=None, dry_run=False, resume=False, json=False):
     """Apply pending migrations in order (migrations.dir); refuses while anything is dirty or drifted."""
-    from ops import output
+    from ops.core import output
 
     def progress(f, n, total):
         if not json:
@@ -144,8 +148,8 @@ def migrate(c, to=None, dry_run=False, resume=False, json=False):
 @task(help={"json": "print as JSON", "check": "exit 1 when anything is pending, dirty or drifted (for CI and deploys)"})
 def status(c, json=False, check=False):
     """Every migration with its state (applied, pending, dirty, drifted), when and by whom it was applied."""
-    from ops import output
-    from ops.errors import WorkFailed
+    from ops.core import output
+    from ops.core.errors import WorkFailed
 
     rows = _migrations().status()
     if json:
@@ -169,7 +173,7 @@ def status(c, json=False, check=False):
             "dry_run": "say which files would be written; write nothing"})
 def new(c, name, dry_run=False):
     """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template."""
-    from ops import output
+    from ops.core import output
 
     root = settings().root
     for path in _migrations().new(name, dry_run=dry_run):
@@ -185,8 +189,8 @@ def new(c, name, dry_run=False):
 })
 def rollback(c, count=None, to=None, dry_run=False, json=False):
     """Roll back applied migrations (newest first), or undo what ran of a dirty one."""
-    from ops import output
-    from ops.errors import BadInput
+    from ops.core import output
+    from ops.core.errors import BadInput
 
     if count is not None:
         count = whole_number(count, "--count", minimum=0)
@@ -202,8 +206,8 @@ def rollback(c, count=None, to=None, dry_run=False, json=False):
 @task(help={"json": "print the findings as JSON", "no_sql": "skip the engine's syntax check of pending migrations"})
 def validate(c, json=False, no_sql=False):
     """Check migrations: drift, duplicates, conflicts, cycles, unknown depends, rollback files, SQL syntax."""
-    from ops import output
-    from ops.errors import WorkFailed
+    from ops.core import output
+    from ops.core.errors import WorkFailed
 
     findings = _migrations().validate(check_sql=not no_sql)
     errors = [f for f in findings if f["level"] == "error"]
@@ -221,7 +225,7 @@ def validate(c, json=False, no_sql=False):
 @task(help={"migration": "only this migration (id or number)", "json": "print as JSON"})
 def history(c, migration=None, json=False):
     """The journal of every migration attempt, statement by statement."""
-    from ops import output
+    from ops.core import output
 
     rows = _migrations().history(migration)
     if json:
@@ -234,7 +238,7 @@ def history(c, migration=None, json=False):
 @task(help={"migration": "the migration to record as applied (id or number)", "dry_run": "say it; record nothing"})
 def mark(c, migration, dry_run=False):
     """Record a migration as applied without running it (repair)."""
-    from ops import output
+    from ops.core import output
 
     changed = _migrations().mark(migration, dry_run=dry_run)
     if not changed:
@@ -245,7 +249,7 @@ def mark(c, migration, dry_run=False):
 @task(help={"migration": "the migration to record as not applied (id or number)", "dry_run": "say it; record nothing"})
 def unmark(c, migration, dry_run=False):
     """Record a migration as not applied without running anything (repair; also clears dirty)."""
-    from ops import output
+    from ops.core import output
 
     changed = _migrations().unmark(migration, dry_run=dry_run)
     if not changed:
@@ -256,8 +260,8 @@ def unmark(c, migration, dry_run=False):
 @task(name="break-lock", help={"dry_run": "say who holds the lock; remove nothing"})
 def break_lock(c, dry_run=False):
     """Remove the migration lock (when its holder is gone)."""
-    from ops import output
-    from ops.migrate_backend import describe
+    from ops.core import output
+    from ops.migrations.yoyo_backend import describe
 
     holder = _migrations().break_lock(dry_run=dry_run)
     if not holder:
@@ -276,9 +280,9 @@ def import_(c, directory, from_=None, dry_run=False, json=False):
     """Convert another tool's migrations (golang-migrate, goose, dbmate) into migrations.dir, order preserved."""
     from pathlib import Path
 
-    from ops import output
-    from ops.errors import BadInput
-    from ops.migration_import import import_migrations
+    from ops.core import output
+    from ops.core.errors import BadInput
+    from ops.migrations.importers import import_migrations
 
     if not from_:
         raise BadInput("--from is required: golang-migrate, goose or dbmate")

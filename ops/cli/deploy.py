@@ -21,8 +21,8 @@ _SOURCE = "the git checkout to ship (default: this project's own)"
 def _source(source, allow_dirty):
     from pathlib import Path
 
-    from ops import deploy
-    from ops.errors import BadInput
+    from ops.deploy import apply as deploy
+    from ops.core.errors import BadInput
 
     root = Path(source).resolve() if source else settings().root
     if not root.is_dir():
@@ -31,20 +31,20 @@ def _source(source, allow_dirty):
 
 
 def _targets(host, target, user, port, path, environment):
-    from ops import deploy
+    from ops.deploy import apply as deploy
 
     return deploy.resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
                                   root=settings().root)
 
 
 def _options(accept_new_host_key):
-    from ops import deploy
+    from ops.deploy import apply as deploy
 
     return deploy.SshOptions.from_settings(settings(), accept_new_host_key)
 
 
 def _show_plan(p, json):
-    from ops import output
+    from ops.core import output
 
     if json:
         return output.print_json(p.as_dict())
@@ -104,7 +104,8 @@ def _show_plan(p, json):
 def run(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
         allow_dirty=False, accept_new_host_key=False, force=False, dry_run=False, json=False):
     """Deploy this commit as a new release: sync, provision, migrate, test, switch, verify; roll back if unhealthy."""
-    from ops import deploy, output
+    from ops.deploy import apply as deploy
+    from ops.core import output
 
     s = settings()
     targets = _targets(host, target, user, port, path, environment)
@@ -135,7 +136,8 @@ def run(c, host=None, target=None, user=None, port=None, path=None, environment=
 def plan(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
          accept_new_host_key=False, force=False, json=False):
     """What a deploy would do, changing nothing: files, dependencies, migrations, cron diff, .env keys, the lock."""
-    from ops import deploy, output
+    from ops.deploy import apply as deploy
+    from ops.core import output
 
     s = settings()
     targets = _targets(host, target, user, port, path, environment)
@@ -153,8 +155,9 @@ def plan(c, host=None, target=None, user=None, port=None, path=None, environment
 def rollback(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
              to=None, json=False):
     """Make an earlier release current again (cron entries follow), then verify its health; unhealthy: switch back."""
-    from ops import deploy, output
-    from ops.errors import BadInput
+    from ops.deploy import apply as deploy
+    from ops.core import output
+    from ops.core.errors import BadInput
 
     targets = _targets(host, target, user, port, path, environment)
     if to and len(targets) > 1:
@@ -172,7 +175,8 @@ def rollback(c, host=None, target=None, user=None, port=None, path=None, environ
 def status(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
            audit="10", json=False):
     """Releases on the target (current, healthy, BAD), the lock, the last deploys from its audit log, its health."""
-    from ops import deploy, output
+    from ops.deploy import apply as deploy
+    from ops.core import output
 
     lines = whole_number(audit, "--audit", minimum=0)
     targets = _targets(host, target, user, port, path, environment)
@@ -211,7 +215,8 @@ def status(c, host=None, target=None, user=None, port=None, path=None, environme
 def unlock(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
            force=False):
     """Remove the deploy lock of a deploy that is gone (a live one on this machine needs --force)."""
-    from ops import deploy, output
+    from ops.deploy import apply as deploy
+    from ops.core import output
 
     for t in _targets(host, target, user, port, path, environment):
         r = deploy.unlock(settings(), t, _options(accept_new_host_key), force=force)

@@ -9,7 +9,7 @@ from ops.cli.base import settings, task, whole_number
 
 
 def _age(t) -> str:
-    from ops.ledger import aware, now
+    from ops.pipelines.ledger import aware, now
 
     seconds = (now() - aware(t)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -21,10 +21,11 @@ def _age(t) -> str:
 @task(name="list", help={"json": "print as JSON"})
 def list_(c, json=False):
     """Every pipeline: schedule, next run, target, depends, backfillable, last run and its age."""
-    from ops import ledger, output
-    from ops.clickhouse import connect
-    from ops.errors import ChopsError
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import ledger
+    from ops.core import output
+    from ops.clickhouse.client import connect
+    from ops.core.errors import ChopsError
+    from ops.pipelines.definition import load_pipelines
 
     s = settings()
     registry = load_pipelines(s)
@@ -75,8 +76,8 @@ def list_(c, json=False):
 })
 def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual", allow_future=False, json=False):
     """Build one day of a pipeline in staging, check it, and swap it in atomically (REPLACE PARTITION)."""
-    from ops import output
-    from ops.runner import run_pipeline
+    from ops.core import output
+    from ops.pipelines.runner import run_pipeline
 
     result = run_pipeline(settings(), name, date, trigger=trigger, force=force, dry_run=dry_run,
                           allow_future=allow_future, notify=output.info)
@@ -100,10 +101,11 @@ def history(c, name=None, date=None, limit="30", json=False):
     """The run ledger: every attempt with its status, rows, duration, trigger and error."""
     from datetime import date as Date
 
-    from ops import ledger, output
-    from ops.clickhouse import connect
-    from ops.errors import BadInput
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import ledger
+    from ops.core import output
+    from ops.clickhouse.client import connect
+    from ops.core.errors import BadInput
+    from ops.pipelines.definition import load_pipelines
 
     s = settings()
     if name:

@@ -1,4 +1,4 @@
-"""pipeline.sample-data: realistic inbox files for events_ingest (thin over ``ops.sample_data``)."""
+"""pipeline.sample-data: realistic inbox files for events_ingest (thin over ``ops.pipelines.sample_data``)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def sample_data(c, days="7", rows="20000", end=None, force=False, dry_run=False,
     from datetime import timezone
     from pathlib import Path
 
-    from ops import output
-    from ops.pipelines import parse_day
-    from ops.sample_data import INBOX, write_sample_data
+    from ops.core import output
+    from ops.pipelines.definition import parse_day
+    from ops.pipelines.sample_data import INBOX, write_sample_data
 
     s = settings()
     days, rows = whole_number(days, "--days"), whole_number(rows, "--rows")

@@ -11,14 +11,14 @@ _NAME_HELP = "a pipeline (repeat --name for several, or a,b)"
 
 
 def _require_scope(names, everything):
-    from ops.errors import BadInput
+    from ops.core.errors import BadInput
 
     if not names and not everything:
         raise BadInput("name pipelines or use --all", hint="e.g. --name events_ingest, or --all")
 
 
 def _registry():
-    from ops.pipelines import load_pipelines
+    from ops.pipelines.definition import load_pipelines
 
     return load_pipelines(settings())
 
@@ -28,7 +28,8 @@ def _rows(changes):
 
 
 def _warn_daemon():
-    from ops import cron, output
+    from ops.pipelines import cron
+    from ops.core import output
 
     if cron.daemon_pid() is None:
         output.info("warning: no cron daemon is running, so no entry will fire "
@@ -36,7 +37,8 @@ def _warn_daemon():
 
 
 def _warn_shell_only():
-    from ops import cron, output
+    from ops.pipelines import cron
+    from ops.core import output
 
     names = cron.shell_only_variables(settings())
     if names:
@@ -45,7 +47,7 @@ def _warn_shell_only():
 
 
 def _show(plan, dry_run, json, verb):
-    from ops import output
+    from ops.core import output
 
     if json:
         return output.print_json({**plan.as_dict(), "dry_run": dry_run})
@@ -69,7 +71,7 @@ def _show(plan, dry_run, json, verb):
 })
 def schedule(c, name=None, all=False, dry_run=False, json=False):
     """Install one cron entry per scheduled pipeline in this user's crontab (idempotent; others' lines untouched)."""
-    from ops import cron
+    from ops.pipelines import cron
 
     everything = all
     _require_scope(name, everything)
@@ -92,7 +94,7 @@ def schedule(c, name=None, all=False, dry_run=False, json=False):
 })
 def unschedule(c, name=None, all=False, dry_run=False, json=False):
     """Remove pipelines' cron entries from this user's crontab (other lines are kept byte for byte)."""
-    from ops import cron
+    from ops.pipelines import cron
 
     everything = all
     _require_scope(name, everything)
@@ -107,7 +109,8 @@ def unschedule(c, name=None, all=False, dry_run=False, json=False):
 @task(help={"json": "print as JSON"})
 def crontab(c, json=False):
     """Show the installed cron entries of this project next to the expected ones (ok, missing, differs, stale)."""
-    from ops import cron, output
+    from ops.pipelines import cron
+    from ops.core import output
 
     registry = _registry()
     rows = cron.installed_vs_expected(settings(), registry)
@@ -134,8 +137,9 @@ def crontab(c, json=False):
 })
 def doctor(c, name=None, json=False):
     """Run each scheduled cron command with --dry-run in cron's bare environment (writes no data)."""
-    from ops import cron, output
-    from ops.errors import WorkFailed
+    from ops.pipelines import cron
+    from ops.core import output
+    from ops.core.errors import WorkFailed
 
     rows = cron.doctor(settings(), _registry(), names=name)
     if not json:

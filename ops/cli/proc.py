@@ -9,8 +9,8 @@ from ops.cli.base import settings, task, whole_number
 
 def _known_names():
     """Every pipeline name (for a clear 'unknown name'); a pipelines folder that does not load names none."""
-    from ops.errors import ChopsError
-    from ops.pipelines import load_pipelines
+    from ops.core.errors import ChopsError
+    from ops.pipelines.definition import load_pipelines
 
     try:
         return load_pipelines(settings()).names()
@@ -21,7 +21,8 @@ def _known_names():
 @task(name="list", help={"json": "print as JSON"})
 def list_(c, json=False):
     """Running chops processes from their pid files: pid, what, since, progress; stale pid files are marked."""
-    from ops import output, proc
+    from ops.core import output
+    from ops.runtime import proc
 
     rows = [{**p.as_dict(), "running_for": proc.running_for(p.since)} for p in proc.processes(settings())]
     if json:
@@ -44,8 +45,9 @@ def list_(c, json=False):
 })
 def kill(c, name=None, all=False, grace=None, dry_run=False, json=False):
     """Stop chops processes: SIGTERM, then SIGKILL after the grace period; only pids from chops' own pid files."""
-    from ops import output, proc
-    from ops.errors import WorkFailed
+    from ops.core import output
+    from ops.runtime import proc
+    from ops.core.errors import WorkFailed
 
     s = settings()
     grace = whole_number(grace if grace is not None else s.get("proc.kill_grace"), "--grace", minimum=0)
@@ -74,8 +76,9 @@ def kill(c, name=None, all=False, grace=None, dry_run=False, json=False):
 @task(help={"dry_run": "list what would be removed; remove nothing", "json": "print what was removed as JSON"})
 def clean(c, dry_run=False, json=False):
     """Remove what dead processes left: stale pid files and locks, orphaned staging tables, old logs (proc.log_retention_days)."""
-    from ops import output, proc
-    from ops.errors import ChopsError, LockTimeout
+    from ops.core import output
+    from ops.runtime import proc
+    from ops.core.errors import ChopsError, LockTimeout
 
     s = settings()
     notes, db = [], None
@@ -107,8 +110,9 @@ def check(c, json=False, junit=None):
     """The health verdict: database, migrations, pipelines, cron, freshness, failed runs, disk, locks, pid files."""
     from pathlib import Path
 
-    from ops import health, output
-    from ops.errors import BadInput, WorkFailed
+    from ops.runtime import health
+    from ops.core import output
+    from ops.core.errors import BadInput, WorkFailed
 
     path = None
     if junit:
@@ -148,8 +152,9 @@ def logs(c, name=None, date=None, follow=False):
     """Print the run log of a pipeline (its latest run by default), from wherever paths.logs keeps it."""
     import sys
 
-    from ops import output, proc
-    from ops.pipelines import parse_day, zone
+    from ops.core import output
+    from ops.runtime import proc
+    from ops.pipelines.definition import parse_day, zone
 
     s = settings()
     day = parse_day(date, zone("UTC")) if date else None

@@ -20,8 +20,9 @@ from ops.cli.base import settings, task
 def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, coverage=False, k=None,
          workers=None, ci=False, json=False):
     """Run the tests in parallel; write reports/results.json and reports/junit.xml; --ci adds the gates."""
-    from ops import output, testing
-    from ops.errors import BadInput, WorkFailed
+    from ops.core import output
+    from ops.dev import testing
+    from ops.core.errors import BadInput, WorkFailed
 
     s = settings()
     if ci and (unit or integration or e2e or fast or smoke or k):
@@ -60,7 +61,7 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
 
 def _performance_gate(s) -> list[dict]:
     """Run the benchmarks (best of bench.rounds) and judge their ratios against the configured limits."""
-    from ops import gates
+    from ops.dev import gates
     from ops.cli.bench import run_benchmarks
 
     names = [n.strip() for n in s.get("bench.ci_benchmarks").split(",") if n.strip()]

@@ -39,7 +39,7 @@ def crontab_l() -> tuple[int, str]:
 @pytest.fixture
 def cron_daemon():
     """A running cron daemon: the one already running, or one started here (and stopped afterwards)."""
-    from ops.cron import daemon_pid
+    from ops.pipelines.cron import daemon_pid
 
     require(shutil.which("crontab") is not None and CRON.exists(), "cron is not installed (apt-get install cron)")
     running = daemon_pid()
@@ -85,7 +85,7 @@ def pick_pipeline(settings):
     """A real pipeline from pipelines/: events_ingest when it is there, else one without dependencies."""
     listed = inv("--list").stdout
     require("pipeline.run" in listed, "the pipeline runner (inv pipeline.run) does not exist yet")
-    from ops.pipelines import load_pipelines
+    from ops.pipelines.definition import load_pipelines
 
     registry = load_pipelines(settings)
 
@@ -111,8 +111,8 @@ def ledger_row(env: dict, name: str) -> dict | None:
 
 
 def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
-    from ops import cron
-    from ops.settings import load_settings
+    from ops.pipelines import cron
+    from ops.core.settings import load_settings
 
     var = tmp_path / "var"
     env = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(var), CHOPS_ENV_FILE=str(tmp_path / "no.env"))
@@ -122,7 +122,7 @@ def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
         done = inv(*step, env=env)
         assert done.returncode == 0, done.stderr
     if p.name == "events_ingest":
-        from ops.sample_data import write_sample_data
+        from ops.pipelines.sample_data import write_sample_data
 
         # today too: should midnight (UTC) pass during the test, cron's "yesterday" is today's date
         write_sample_data(settings, days=2, end=datetime.now(timezone.utc).date(), rows_per_day=500)

@@ -232,7 +232,7 @@ def _control_dir() -> str:
 def target(loopback):
     """The target is one per machine: tests that use it run one at a time across test processes, and the first of
     a test run wipes it."""
-    from ops.locks import FileLock
+    from ops.core.locks import FileLock
 
     with FileLock(Path(tempfile.gettempdir()) / "chops-e2e-deploy.lock", "the deploy e2e target", timeout=1800):
         marker = loopback.home / ".chops-e2e-run"
@@ -418,7 +418,7 @@ def test_a_deploy_killed_during_sync_leaves_current_and_a_stale_lock(target):
 
 def test_running_chops_processes_are_drained_then_stopped(target):
     target.ensure_good()
-    code = ("import time; from ops import proc; from ops.settings import load_settings; "
+    code = ("import time; from ops import proc; from ops.core.settings import load_settings; "
             "proc.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
     worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
                                f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
@@ -569,32 +569,32 @@ def _here(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProce
 
 def test_the_smoke_check_of_a_release_names_what_fails(tmp_path):
     python = str(VENV_BIN / "python")
-    before = _here(tmp_path, python, "-m", "ops.deploy", "smoke")
+    before = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke")
     assert before.returncode == 1 and "database" in before.stderr and "inv db.setup" in before.stderr
     for task in ("db.setup", "db.migrate"):
         done = _here(tmp_path, str(VENV_BIN / "inv"), task)
         assert done.returncode == 0, done.stderr
-    ok = _here(tmp_path, python, "-m", "ops.deploy", "smoke")
+    ok = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke")
     assert ok.returncode == 0, ok.stderr
     assert [c["check"] for c in json.loads(ok.stdout)] == ["imports", "configuration", "database", "migrations",
                                                            "pipelines"]
     broken = tmp_path / "pipelines"
     broken.mkdir()
     (broken / "bad.py").write_text("raise RuntimeError('this module is broken')\n")
-    bad = _here(tmp_path, python, "-m", "ops.deploy", "smoke", CHOPS_PIPELINES__DIR=str(broken))
+    bad = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke", CHOPS_PIPELINES__DIR=str(broken))
     assert bad.returncode == 1 and "pipelines:" in bad.stderr and "broken" in bad.stderr
 
 
 def test_pausing_waits_for_nothing_when_nothing_runs(tmp_path):
-    done = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy", "pause", "5", "0")
+    done = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy.apply", "pause", "5", "0")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"unscheduled": 0, "running": [], "waited": 0.0}
-    usage = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy", "nonsense")
+    usage = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy.apply", "nonsense")
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
 def test_the_venv_helper_builds_once_and_reports_a_failing_install(tmp_path):
-    from ops import deploy_remote as helper
+    from ops.deploy import helper
 
     path = tmp_path / "app"
     release = path / "releases" / "r1"

@@ -23,8 +23,8 @@ DAYS = [YESTERDAY - timedelta(days=i) for i in range(6, -1, -1)]  # the last 7 d
 
 PIPELINES = '''
 import os, time
-from ops.errors import WorkFailed
-from ops.pipelines import checks, pipeline
+from ops.core.errors import WorkFailed
+from ops.pipelines.definition import checks, pipeline
 
 @pipeline(name="numbers", target="numbers_t", checks=[checks.not_empty()])
 def numbers(run):

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from ops.gates import performance_gate
-from ops.settings import load_settings
+from ops.dev.gates import performance_gate
+from ops.core.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

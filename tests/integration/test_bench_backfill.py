@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from ops.errors import BadInput
+from ops.core.errors import BadInput
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

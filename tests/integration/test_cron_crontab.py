@@ -1,4 +1,4 @@
-"""ops.cron against this user's real crontab (the real `crontab` command), and doctor under cron's environment.
+"""ops.pipelines.cron against this user's real crontab (the real `crontab` command), and doctor under cron's environment.
 
 The machine's crontab is saved first and restored afterwards, whatever happens. Tests that touch it are not
 parallel-safe with each other, so they share one lock file.
@@ -60,7 +60,7 @@ def saved_crontab():
 
 
 def test_schedule_unschedule_round_trip_keeps_others_lines_exactly(saved_crontab, settings):
-    from ops import cron
+    from ops.pipelines import cron
 
     before = (saved_crontab or "") + FOREIGN
     install(before)
@@ -85,7 +85,7 @@ def test_schedule_unschedule_round_trip_keeps_others_lines_exactly(saved_crontab
 
 
 def test_round_trip_from_no_crontab_leaves_no_crontab(saved_crontab, settings):
-    from ops import cron
+    from ops.pipelines import cron
 
     subprocess.run(["crontab", "-r"], capture_output=True)
     cron.apply(cron.plan(settings, PIPELINES, names=["alpha"]))
@@ -96,7 +96,7 @@ def test_round_trip_from_no_crontab_leaves_no_crontab(saved_crontab, settings):
 
 
 def test_removed_pipeline_entry_is_removed_by_all(saved_crontab, settings):
-    from ops import cron
+    from ops.pipelines import cron
 
     install(FOREIGN)
     cron.apply(cron.plan(settings, PIPELINES, all=True))
@@ -109,8 +109,9 @@ def test_removed_pipeline_entry_is_removed_by_all(saved_crontab, settings):
 def test_a_deploys_pause_stands_until_the_entries_are_installed_again(saved_crontab, settings):
     """A deploy killed between pausing cron and scheduling again leaves no entries: health fails (a fresh install
     would only warn) until `pipeline.schedule --all` ends the pause."""
-    from ops import cron, health
-    from ops.deploy import pause
+    from ops.pipelines import cron
+    from ops.runtime import health
+    from ops.deploy.apply import pause
 
     install(FOREIGN)
     cron.apply(cron.plan(settings, PIPELINES, all=True))
@@ -164,7 +165,7 @@ def stand_in(bin_dir: Path, record: Path, code: int = 0, last: str = "dry run ok
 
 
 def test_doctor_runs_the_cron_command_in_cron_environment_with_dry_run(settings, tmp_path, monkeypatch):
-    from ops import cron
+    from ops.pipelines import cron
 
     settings = settings.with_overrides(paths__logs=str(tmp_path / "log"))
     monkeypatch.setenv("CHOPS_SOMETHING_FROM_MY_SHELL", "must not leak")
@@ -186,7 +187,7 @@ def test_doctor_runs_the_cron_command_in_cron_environment_with_dry_run(settings,
 
 
 def test_doctor_reports_a_failing_command_with_its_last_line(settings, tmp_path):
-    from ops import cron
+    from ops.pipelines import cron
 
     settings = settings.with_overrides(paths__logs=str(tmp_path / "log"))
     stand_in(tmp_path / "bin", tmp_path / "record.txt", code=2, last="error: unknown pipeline 'alpha'")

@@ -35,8 +35,8 @@ def test_load_file_reads_exactly_the_named_file(db, tmp_path):
 
 
 def test_load_file_refuses_a_bad_row(db, tmp_path):
-    from ops.errors import DatabaseError
-    from ops.runner import NO_BAD_ROWS
+    from ops.core.errors import DatabaseError
+    from ops.pipelines.runner import NO_BAD_ROWS
 
     db.command("CREATE TABLE t (n UInt8) ENGINE = MergeTree ORDER BY n")
     (tmp_path / "bad.csv").write_text("n\n1\nnot a number\n3\n")
@@ -62,8 +62,8 @@ def test_release_memory_gives_the_engines_spare_memory_back(db, tmp_path):
 
 
 def test_infile_sql_quotes_what_it_cannot_bind():
-    from ops.clickhouse import infile_sql
-    from ops.errors import BadInput
+    from ops.clickhouse.client import infile_sql
+    from ops.core.errors import BadInput
 
     assert infile_sql("t", "/in/it's\\x.csv", "CSVWithNames", ["a"], {"input_format_allow_errors_num": 0}) == (
         "INSERT INTO `t` (`a`) FROM INFILE '/in/it\\'s\\\\x.csv' SETTINGS input_format_allow_errors_num = 0 "
@@ -76,7 +76,7 @@ def test_infile_sql_quotes_what_it_cannot_bind():
 
 
 def test_database_error_is_one_readable_line(db):
-    from ops.errors import DatabaseError
+    from ops.core.errors import DatabaseError
 
     with pytest.raises(DatabaseError) as err:
         db.command("SELECT nosuch_function()")

@@ -9,8 +9,8 @@ from tests.conftest import ROOT, clean_environ, inv
 
 HOLDER = """
 import sys, time
-from ops.settings import load_settings
-from ops.clickhouse import connect
+from ops.core.settings import load_settings
+from ops.clickhouse.client import connect
 db = connect(load_settings(), create=True)
 db.command("CREATE TABLE IF NOT EXISTS held (x UInt8) ENGINE = MergeTree ORDER BY x")
 print("holding", flush=True)

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from ops.sample_data import write_sample_data
-from ops.settings import load_settings
+from ops.pipelines.sample_data import write_sample_data
+from ops.core.settings import load_settings
 from tests.conftest import clean_environ
 
 DAY = date(2026, 3, 2)

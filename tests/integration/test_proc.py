@@ -36,7 +36,7 @@ INV = str(Path(sys.executable).parent / "inv")
 PIPELINES = '''
 import os, signal, time
 from pathlib import Path
-from ops.pipelines import pipeline
+from ops.pipelines.definition import pipeline
 
 @pipeline(name="numbers", target="numbers_t")
 def numbers(run):
@@ -139,7 +139,7 @@ def crontab_without_this_project(settings):
         if shutil.which("crontab") is None:
             yield
             return
-        from ops import cron
+        from ops.pipelines import cron
 
         had, text = crontab_text()
         mine = cron.installed(settings, text) if had else []
@@ -322,7 +322,7 @@ def test_sigkill_after_grace_then_clean_removes_what_it_left_and_nothing_else(en
         q(env, f"INSERT INTO run_ledger (run_id, pipeline, partition, attempt, status, trigger, started_at, host, pid, "
                f"code_version) VALUES ('{run8}-0000-4000-8000-000000000000', 'numbers', '{DAY}', 9, 'running', "
                f"'manual', now64(6), '{socket.gethostname()}', {live.pid}, 'test')")
-        from ops.locks import FileLock
+        from ops.core.locks import FileLock
 
         held = FileLock(var / "locks" / "held-by-a-live-process.lock", "a test lock", 5).acquire()
         released = var / "locks" / f"pipeline-numbers-{DAY}.lock"
@@ -534,7 +534,7 @@ def test_check_fails_with_the_reason_for_each_cause(demo, tmp_path, case):
             name, fragment = "pipelines", "broken.py (line 1): ModuleNotFoundError"
         elif case == "scheduled pipeline stale":
             extra = pipelines_copy(tmp_path, "hourly_stats.py", '''
-                from ops.pipelines import pipeline
+                from ops.pipelines.definition import pipeline
 
                 @pipeline(name="hourly_stats", target="daily_rollup", schedule="0 * * * *")
                 def build(run):
@@ -585,7 +585,7 @@ def test_check_fails_with_the_reason_for_each_cause(demo, tmp_path, case):
 
 def test_check_fails_when_cron_entries_differ(demo, settings):
     require(shutil.which("crontab") is not None, "cron is not installed (apt-get install cron)")
-    from ops import cron
+    from ops.pipelines import cron
 
     with crontab_lock():
         had, text = crontab_text()

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ops.errors import BadInput
-from ops.testing import Run, Selection, coverage_gate, coverage_percent, execute, summary_lines
+from ops.core.errors import BadInput
+from ops.dev.testing import Run, Selection, coverage_gate, coverage_percent, execute, summary_lines
 from tests.conftest import clean_environ, inv
 
 SUITE = {

@@ -23,7 +23,7 @@ DAY = (date.today() - timedelta(days=3)).isoformat()
 PIPELINES = '''
 import os, time
 from pathlib import Path
-from ops.pipelines import checks, pipeline
+from ops.pipelines.definition import checks, pipeline
 
 ROWS = int(os.environ.get("TEST_ROWS", "1000"))
 
@@ -59,7 +59,7 @@ def flaky(run):
 '''
 
 BROKEN = {
-    "bad_cron.py": "from ops.pipelines import pipeline\n@pipeline(name='bad_cron', target='t', schedule='61 * * * *')\n"
+    "bad_cron.py": "from ops.pipelines.definition import pipeline\n@pipeline(name='bad_cron', target='t', schedule='61 * * * *')\n"
                    "def build(run):\n    pass\n",
     "bad_import.py": "import no_such_module_anywhere\n",
 }

@@ -1,4 +1,4 @@
-"""ops.cron without cron: rendered command lines, plans over in-memory crontabs, idempotence, others' lines kept."""
+"""ops.pipelines.cron without cron: rendered command lines, plans over in-memory crontabs, idempotence, others' lines kept."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from crontab import CronTab
 
-from ops import cron
-from ops.errors import BadInput, WorkFailed
+from ops.pipelines import cron
+from ops.core.errors import BadInput, WorkFailed
 
 ROOT = Path("/srv/chops")
 BIN = ROOT / ".venv" / "bin"
@@ -30,7 +30,7 @@ class Fake:
 def make_settings(root: Path = ROOT, env: str = "dev", **values):
     """Dev settings of a project at ``root`` (nothing read from the machine's .env or environment)."""
     from ops import ROOT as REAL_ROOT
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     base = load_settings(REAL_ROOT, environ={"CHOPS_ENV_FILE": str(REAL_ROOT / "tests" / "no-such.env")})
     merged = dict(base.values)
@@ -345,7 +345,7 @@ def test_missing_crontab_command_names_the_package(monkeypatch):
 
 def test_settings_from_the_shell_that_cron_would_not_see_are_named():
     from ops import ROOT as REAL_ROOT
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     settings = load_settings(REAL_ROOT, environ={"CHOPS_ENV": "test", "CHOPS_PATHS__VAR": "/tmp/v",
                                                  "CLICKHOUSE_URL": "", "CHOPS_ENV_FILE": "/nonexistent.env"})

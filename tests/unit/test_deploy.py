@@ -1,5 +1,5 @@
-"""ops.deploy without a network: validation, targets, exact ssh/rsync command lines, plans, lock staleness, ssh
-errors, and the target-side helper (ops.deploy_remote) run on a temporary directory."""
+"""ops.deploy.apply without a network: validation, targets, exact ssh/rsync command lines, plans, lock staleness, ssh
+errors, and the target-side helper (ops.deploy.helper) run on a temporary directory."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ops import cron, deploy
-from ops import deploy_remote as remote
-from ops.errors import BadInput, ConfigError, WorkFailed
+from ops.pipelines import cron
+from ops.deploy import apply as deploy
+from ops.deploy import helper as remote
+from ops.core.errors import BadInput, ConfigError, WorkFailed
 
 T = deploy.Target(host="etl1.example.internal", user="chops", port=2222, path="/srv/chops", environment="prod")
 OPTIONS = deploy.SshOptions(connect_timeout=7, known_hosts="/k/known_hosts", identity_file="/k/id", control_dir="/c",
@@ -197,7 +198,7 @@ def test_the_venv_key_follows_python_and_requirements_only():
 
 
 def test_the_deploy_project_id_is_the_one_cron_computes_in_a_release(tmp_path):
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     path = tmp_path / "app"
     release = path / "releases" / "20261126T000000Z-abc1234"
@@ -222,7 +223,7 @@ def test_release_layout_detection(tmp_path):
 
 
 def test_cron_entries_of_a_release_point_at_current(tmp_path):
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     release = tmp_path / "releases" / "r2"
     release.mkdir(parents=True)
@@ -609,7 +610,7 @@ def test_other_ssh_failures_and_odd_lock_records():
 
 
 def test_options_come_from_settings(tmp_path):
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     s = load_settings(environ={"CHOPS_ENV_FILE": str(tmp_path / "none.env"), "CHOPS_DEPLOY__IDENTITY_FILE": "keys/id",
                                "CHOPS_DEPLOY__BWLIMIT": "100"})

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ops.errors import BadInput, WorkFailed
-from ops.gates import BASELINE, check_performance, performance_gate
-from ops.settings import load_settings
+from ops.core.errors import BadInput, WorkFailed
+from ops.dev.gates import BASELINE, check_performance, performance_gate
+from ops.core.settings import load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""ops.health's verdicts, one pure function per check: each passes, warns or fails with the right reason."""
+"""ops.runtime.health's verdicts, one pure function per check: each passes, warns or fails with the right reason."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from ops import health
+from ops.runtime import health
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # a Thursday
 

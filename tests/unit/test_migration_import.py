@@ -2,9 +2,9 @@
 
 import pytest
 
-from ops.errors import BadInput
-from ops.migration_import import import_migrations
-from ops.sqlsplit import split_statements
+from ops.core.errors import BadInput
+from ops.migrations.importers import import_migrations
+from ops.migrations.sqlsplit import split_statements
 
 
 def write(directory, files):

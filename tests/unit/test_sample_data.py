@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from ops.errors import BadInput
-from ops.sample_data import COLUMNS, USERS, _uuid4, write_sample_data
-from ops.settings import load_settings
+from ops.core.errors import BadInput
+from ops.pipelines.sample_data import COLUMNS, USERS, _uuid4, write_sample_data
+from ops.core.settings import load_settings
 from tests.conftest import clean_environ
 
 END = date(2026, 3, 10)

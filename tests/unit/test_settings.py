@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ops.errors import ConfigError
-from ops.settings import load_settings
+from ops.core.errors import ConfigError
+from ops.core.settings import load_settings
 
 
 def load(project, **env):
@@ -145,7 +145,7 @@ def test_negative_lock_timeout_refused(project):
 
 def test_every_variable_is_documented_in_env_example():
     from ops import ROOT
-    from ops.settings import ALIASES, META_VARIABLES, SCHEMA
+    from ops.core.settings import ALIASES, META_VARIABLES, SCHEMA
 
     example = (ROOT / "config" / ".env.example").read_text()
     expected = {f"CHOPS_{s.upper()}__{k.upper()}" for s, keys in SCHEMA.items() for k in keys}

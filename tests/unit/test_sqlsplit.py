@@ -2,8 +2,8 @@
 
 import pytest
 
-from ops.errors import BadInput
-from ops.sqlsplit import Statement, render, split_statements
+from ops.core.errors import BadInput
+from ops.migrations.sqlsplit import Statement, render, split_statements
 
 
 def texts(sql):

@@ -109,7 +109,7 @@ def pipelines_result(names: Iterable[str], errors: dict[str, str]) -> dict[str, 
 
 def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_running: bool = True,
                 paused: dict[str, Any] | None = None) -> dict[str, Any]:
-    """From ``ops.cron.installed_vs_expected`` rows. ``broken``: pipelines whose module did not load (their entries
+    """From ``ops.pipelines.cron.installed_vs_expected`` rows. ``broken``: pipelines whose module did not load (their entries
     are not stale; the pipelines check reports them). ``paused``: a deploy's pause that was not ended."""
     name = "cron"
     broken = set(broken)
@@ -138,7 +138,7 @@ def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_r
 def interval(schedule: str, now: datetime) -> timedelta:
     """How long a schedule may leave between two runs: the longest gap between its consecutive firings over the
     next week or so (two firings at least), so a weekday schedule allows for the weekend."""
-    from ops.pipelines import next_run
+    from ops.pipelines.definition import next_run
 
     fires = [next_run(schedule, now)]
     while len(fires) < 2 or (fires[-1] - fires[0] < timedelta(days=8) and len(fires) < 200):
@@ -217,7 +217,7 @@ def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: ti
 
 def disk_result(usages: list[dict[str, Any]], min_percent: float) -> dict[str, Any]:
     """``usages``: {what, free, total} per filesystem; fails below ``min_percent`` free."""
-    from ops.output import human_bytes
+    from ops.core.output import human_bytes
 
     name = "disk"
     if not usages:
@@ -257,7 +257,7 @@ def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any
 
 def _guarded(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one check; an error inside it is that check's failure, never the end of the others."""
-    from ops.errors import ChopsError
+    from ops.core.errors import ChopsError
 
     started = time.monotonic()
     try:
@@ -272,8 +272,8 @@ def _guarded(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _open(settings) -> tuple[Any, dict[str, Any], str | None]:
     """The database and the database check; the third value says why the others cannot use it."""
-    from ops import proc
-    from ops.errors import ChopsError, LockTimeout
+    from ops.runtime import proc
+    from ops.core.errors import ChopsError, LockTimeout
 
     try:
         db = proc.connect(settings)
@@ -288,7 +288,7 @@ def _open(settings) -> tuple[Any, dict[str, Any], str | None]:
 
 
 def _migrations(settings, db) -> dict[str, Any]:
-    from ops.migrations import Migrations
+    from ops.migrations.migrator import Migrations
 
     m = Migrations(settings, db)
     files = m.files()
@@ -296,8 +296,8 @@ def _migrations(settings, db) -> dict[str, Any]:
 
 
 def _cron(settings, registry) -> dict[str, Any]:
-    from ops import cron
-    from ops.errors import ChopsError
+    from ops.pipelines import cron
+    from ops.core.errors import ChopsError
 
     try:
         rows = cron.installed_vs_expected(settings, registry)
@@ -312,7 +312,7 @@ def _cron(settings, registry) -> dict[str, Any]:
 
 
 def _runs_by_pipeline(db) -> dict[str, dict[str, Any]]:
-    from ops import ledger
+    from ops.pipelines import ledger
 
     ledger.require_table(db)
     rows = db.rows(f"SELECT pipeline, count() AS attempts, maxIf(finished_at, status = 'succeeded') AS last_success, "
@@ -328,7 +328,7 @@ def _freshness(db, registry, now) -> dict[str, Any]:
 def recent_attempts(db, now: datetime, window: timedelta = RECENT) -> list[dict[str, Any]]:
     """Every attempt of each (pipeline, day) that had an attempt started since ``now - window``; a 'running' one
     whose process is gone has status 'died'."""
-    from ops import ledger
+    from ops.pipelines import ledger
 
     ledger.require_table(db)
     rows = db.rows(
@@ -348,7 +348,7 @@ def disk_usages(settings, db=None) -> list[dict[str, Any]]:
     import os
     import shutil
 
-    from ops import proc
+    from ops.runtime import proc
 
     out, seen = [], set()
     for path in (settings.path("paths.var"), settings.path("paths.logs")):
@@ -368,14 +368,14 @@ def disk_usages(settings, db=None) -> list[dict[str, Any]]:
 
 
 def _locks(settings, db, unusable: str | None) -> dict[str, Any]:
-    from ops import proc
+    from ops.runtime import proc
 
     migration_lock = proc.stale_migration_lock(settings, db) if db is not None else None
     return locks_result(proc.stale_locks(settings), migration_lock, not_checked=unusable if db is None else None)
 
 
 def _pid_files(settings) -> dict[str, Any]:
-    from ops import proc
+    from ops.runtime import proc
 
     running = sum(1 for p in proc.processes(settings) if p.state == "running")
     return pid_files_result(proc.stale_pid_files(settings), running)
@@ -383,8 +383,8 @@ def _pid_files(settings) -> dict[str, Any]:
 
 def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every health check, in order, each ``{name, status, reason, seconds}``."""
-    from ops import proc
-    from ops.pipelines import load_pipelines
+    from ops.runtime import proc
+    from ops.pipelines.definition import load_pipelines
 
     now = now or datetime.now(timezone.utc)
     started = time.monotonic()

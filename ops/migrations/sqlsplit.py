@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from ops.errors import BadInput
+from ops.core.errors import BadInput
 
 CODE, STRING, IDENTIFIER, COMMENT, HEREDOC = "code", "string", "identifier", "comment", "heredoc"
 

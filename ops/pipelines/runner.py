@@ -24,9 +24,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from ops import ledger
-from ops.errors import BadInput, ChopsError, DatabaseError, WorkFailed
-from ops.pipelines import Pipeline, Registry, load_pipelines, parse_day
+from ops.pipelines import ledger
+from ops.core.errors import BadInput, ChopsError, DatabaseError, WorkFailed
+from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
 
 STAGING_PREFIX = "_chops_staging_"
 TRIGGERS = ("manual", "cron", "backfill")
@@ -77,7 +77,7 @@ class Run:
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
             self.db.release_memory()  # parsing a file takes a few hundred MB: give it back before the next one
         except Exception as exc:
-            from ops.clickhouse import first_line
+            from ops.clickhouse.client import first_line
 
             raise WorkFailed(f"{path.name}: ClickHouse could not load it: {first_line(exc)}") from None
         self.log.info("loaded %s (%d bytes, %s)", path.name, Path(path).stat().st_size, fmt)
@@ -196,7 +196,7 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
     p = registry.get(name)
     day = parse_day(day_text, p.tz(), allow_future=allow_future)
     if db is None:
-        from ops.clickhouse import connect
+        from ops.clickhouse.client import connect
 
         db = connect(settings)
     ledger.require_table(db)
@@ -212,7 +212,7 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
                           if status["last"] and status["last"]["status"] == "succeeded" and not force
                           else "build and swap in")}
 
-    from ops.locks import FileLock
+    from ops.core.locks import FileLock
 
     lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
                     f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
@@ -288,7 +288,7 @@ def _drop_orphans(db, p: Pipeline, day: date) -> None:
 
 def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,
              notify: Callable[[str], None]) -> dict[str, Any]:
-    from ops import proc
+    from ops.runtime import proc
 
     run_id = str(uuid.uuid4())
     if trigger != "backfill":  # a backfill's pid file tells its plan and progress instead

@@ -1,7 +1,7 @@
 """The test runner behind ``inv test``: selections by marker, parallel runs, reports and the coverage gate.
 
 It runs the real pytest in a subprocess (so the run is exactly what a developer would get by hand) with the
-``ops.pytest_results`` plugin, JUnit XML, and with coverage through pytest-cov. Reports go to
+``ops.dev.pytest_results`` plugin, JUnit XML, and with coverage through pytest-cov. Reports go to
 ``<paths.reports>/``: ``results.json``, ``junit.xml`` and, with coverage, ``coverage.json`` and ``coverage-html/``.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import ROOT
-from ops.errors import BadInput, WorkFailed
+from ops.core.errors import BadInput, WorkFailed
 
 # pytest's exit codes (pytest.ExitCode), without importing pytest into the CLI process.
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NO_TESTS = range(6)
@@ -68,7 +68,7 @@ class Run:
     extra: tuple[str, ...] = field(default_factory=tuple)
 
     def argv(self, python: str = sys.executable) -> list[str]:
-        args = [python, "-m", "pytest", *self.paths, "-p", "ops.pytest_results",
+        args = [python, "-m", "pytest", *self.paths, "-p", "ops.dev.pytest_results",
                 f"--results-json={self.reports / 'results.json'}", f"--junitxml={self.reports / 'junit.xml'}",
                 "-o", "junit_family=xunit2", "-q"]
         if self.workers not in ("0", "1"):

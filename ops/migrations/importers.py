@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.errors import BadInput
-from ops.sqlsplit import split_statements
+from ops.core.errors import BadInput
+from ops.migrations.sqlsplit import split_statements
 
 FORMATS = ("golang-migrate", "goose", "dbmate")
 

@@ -4,7 +4,7 @@
   each day, and what is skipped because it already succeeded. A plan has an id and is stored in ClickHouse
   (``backfill_plans``) before anything runs; ``--dry-run`` shows it and stores nothing.
 * **execute**: up to ``parallel`` partitions at once, a partition only after its dependencies succeeded for the
-  same day, each through ``ops.runner.run_pipeline`` (trigger ``backfill``, the plan id in the ledger).
+  same day, each through ``ops.pipelines.runner.run_pipeline`` (trigger ``backfill``, the plan id in the ledger).
 * **resume**: the ledger says which partitions of a plan succeeded; resuming (or running the same command again)
   does only the rest. A day is always replaced whole, so nothing is ever duplicated.
 """
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from ops import ledger
-from ops.errors import BadInput, ChopsError, WorkFailed
-from ops.pipelines import Registry, load_pipelines
+from ops.pipelines import ledger
+from ops.core.errors import BadInput, ChopsError, WorkFailed
+from ops.pipelines.definition import Registry, load_pipelines
 
 PLANS = "backfill_plans"
 
@@ -138,7 +138,7 @@ def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: l
                 items.append(Item(p.name, day, tuple(d for d in p.depends_on if d in jobs)))
     now = datetime.now(timezone.utc)
     plan_id = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    from ops.migrations import _who
+    from ops.migrations.migrator import _who
 
     user, host, pid, _ = _who()
     return Plan(id=plan_id, start=first, end=last, jobs=tuple(jobs), items=tuple(items), skipped=tuple(skipped),
@@ -238,8 +238,8 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
             started: Callable[[Item], None] | None = None, db=None) -> list[Outcome]:
     """Run the plan's partitions: dependencies first within a day, ``parallel`` at a time. Returns every outcome.
     ``db``: a connection to use in this thread (worker threads open their own)."""
-    from ops.clickhouse import connect
-    from ops.runner import run_pipeline
+    from ops.clickhouse.client import connect
+    from ops.pipelines.runner import run_pipeline
 
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
@@ -258,8 +258,8 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
     local = threading.local()
     stop = threading.Event()
 
-    from ops import proc
-    from ops.runner import Interrupted
+    from ops.runtime import proc
+    from ops.pipelines.runner import Interrupted
 
     def work(item: Item) -> Outcome:
         if not hasattr(local, "db"):

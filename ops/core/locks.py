@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ops.errors import BadInput, LockTimeout
+from ops.core.errors import BadInput, LockTimeout
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ops.errors import BadInput, WorkFailed
+from ops.core.errors import BadInput, WorkFailed
 
 TAG_PREFIX = "chops"
 # cron's environment: what a job sees (besides HOME and LOGNAME), see cron(8)
@@ -130,7 +130,7 @@ class Plan:
 
 def deployed_root(root: Path | str) -> Path | None:
     """``<path>/current`` when ``root`` is a release of a deploy (``<path>/releases/<release>/`` beside a ``current``
-    symlink, see ``ops.deploy``), else None. Entries then point at ``current`` and keep one project id across
+    symlink, see ``ops.deploy.apply``), else None. Entries then point at ``current`` and keep one project id across
     releases, so the next release replaces them instead of adding its own."""
     root = Path(os.path.abspath(str(root)))
     if root.parent.name == "releases" and (root.parent.parent / "current").is_symlink():

@@ -1,5 +1,5 @@
 """A pytest plugin that writes results.json: every test's outcome and duration, totals, the slowest ten and the
-environment. Loaded by ``inv test`` with ``-p ops.pytest_results --results-json PATH``.
+environment. Loaded by ``inv test`` with ``-p ops.dev.pytest_results --results-json PATH``.
 
 With pytest-xdist the reports of every worker reach the controller, which alone writes the file.
 """

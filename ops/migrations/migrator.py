@@ -1,7 +1,7 @@
 """Migrations: yoyo for files, dependencies and ordering; chops for what ClickHouse needs on top.
 
 ClickHouse DDL is not transactional, so an attempt is journaled statement by statement in
-``_chops_migration_log`` (see ``ops.migrate_backend``): ``begin``, one ``statement`` event after each statement
+``_chops_migration_log`` (see ``ops.migrations.yoyo_backend``): ``begin``, one ``statement`` event after each statement
 that ran, then ``done`` (or ``failed``). From that journal every migration is:
 
 * ``applied``: its latest completed operation applied or marked it, and the file's checksum is unchanged;
@@ -14,7 +14,7 @@ that ran, then ``done`` (or ``failed``). From that journal every migration is:
 On a server, journal writes are batched so that each migration costs one insert beyond its own statements: a
 statement's ``statement`` event, the migration's ``done`` and the next migration's ``begin`` travel in one INSERT.
 On the embedded engine a run's events go through a write-ahead file and reach the journal in one INSERT at the
-end (``ops.migrate_backend.PendingEvents``); a run killed mid-way leaves the file, which readers merge and the
+end (``ops.migrations.yoyo_backend.PendingEvents``); a run killed mid-way leaves the file, which readers merge and the
 next writer replays.
 """
 
@@ -33,9 +33,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ops.errors import BadInput, WorkFailed
-from ops.graph import find_cycle
-from ops.migrate_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
+from ops.core.errors import BadInput, WorkFailed
+from ops.core.graph import find_cycle
+from ops.migrations.yoyo_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
 
 FILE_NAME = re.compile(r"^(?P<number>\d{4,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -68,7 +68,7 @@ class MigrationFile:
     rollback_path: Path | None
     checksum: str
     depends: list[str]
-    statements: list[Any]  # ops.sqlsplit.Statement
+    statements: list[Any]  # ops.migrations.sqlsplit.Statement
     rollback_statements: list[Any]
     yoyo: Any = None  # the yoyo Migration
 
@@ -125,7 +125,7 @@ class Migrations:
         """Every migration file, in file order. Names are checked; duplicate numbers are reported by validate."""
         from yoyo import read_migrations
 
-        from ops.sqlsplit import split_statements
+        from ops.migrations.sqlsplit import split_statements
 
         if not self.directory.is_dir():
             raise BadInput(f"migrations directory {_rel(self.directory, self.settings.root)} does not exist",
@@ -160,7 +160,7 @@ class Migrations:
         return result
 
     def _split(self, path: Path, text: str):
-        from ops.sqlsplit import split_statements
+        from ops.migrations.sqlsplit import split_statements
 
         try:
             return split_statements(text)
@@ -168,7 +168,7 @@ class Migrations:
             raise BadInput(f"{_rel(path, self.settings.root)}: {exc.message}") from None
 
     def render(self, statement_text: str, path: Path) -> str:
-        from ops.sqlsplit import render
+        from ops.migrations.sqlsplit import render
 
         try:
             return render(statement_text, self.cluster)
@@ -177,7 +177,7 @@ class Migrations:
 
     @property
     def cluster(self) -> str | None:
-        from ops.clickhouse import target
+        from ops.clickhouse.client import target
 
         if target(self.settings).kind != "server":
             return None  # the embedded engine has no cluster: ON CLUSTER {cluster} is removed
@@ -185,7 +185,7 @@ class Migrations:
 
     def statement_settings(self) -> dict[str, int]:
         """Settings each migration statement runs with: wait for ALTERs and mutations everywhere they apply."""
-        from ops.clickhouse import target
+        from ops.clickhouse.client import target
 
         if target(self.settings).kind != "server":
             return {}  # chDB runs mutations synchronously already
@@ -218,7 +218,7 @@ class Migrations:
     @property
     def db(self):
         if self._db is None:
-            from ops.clickhouse import connect
+            from ops.clickhouse.client import connect
 
             self._db = connect(self.settings)
         return self._db
@@ -472,7 +472,7 @@ class Migrations:
             if not resume:
                 self._refuse_on_errors(files, allow_dirty=False)
                 plan = self.plan(to, files)
-            from ops import proc
+            from ops.runtime import proc
 
             pending_event: list[list[Any]] = []
             for n, f in enumerate(plan):
@@ -596,7 +596,7 @@ class Migrations:
         if dry_run:
             return {"rolled_back": [], "plan": rendered, "dry_run": True}
         done = []
-        from ops import proc
+        from ops.runtime import proc
 
         proc.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
         with self._locked():
@@ -674,7 +674,7 @@ _COLUMNS = ("id", "attempt_id", "migration_id", "migration_hash", "operation", "
 @functools.lru_cache(maxsize=1)
 def _who() -> tuple[str, str, int, str]:
     """This process, as the journal records it: user, host, pid, command line."""
-    from ops.locks import command_line
+    from ops.core.locks import command_line
 
     try:
         user = getpass.getuser()
@@ -691,7 +691,7 @@ def _depends(text: str) -> list[str]:
 
 
 def _clean_error(exc: Exception) -> str:
-    from ops.clickhouse import first_line
+    from ops.clickhouse.client import first_line
 
     text = first_line(exc.__cause__ or exc)
     text = re.sub(r"^ClickHouse refused `.*?`: ", "", text)

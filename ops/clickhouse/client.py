@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
-from ops.errors import BadInput, ConfigError, DatabaseError, WorkFailed
+from ops.core.errors import BadInput, ConfigError, DatabaseError, WorkFailed
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -132,7 +132,7 @@ class _Engine:
         self.purge_works = True
 
     def open(self, path: Path, timeout: float) -> None:
-        from ops.locks import FileLock
+        from ops.core.locks import FileLock
 
         if self.path == path:
             return

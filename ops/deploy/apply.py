@@ -1,6 +1,6 @@
 """Deploys as releases on a target over ssh and rsync: plan, then apply, verify, and roll back when unhealthy.
 
-On the target (see ``ops.deploy_remote`` for the layout): ``releases/<UTC time>-<sha>/`` per deploy, a ``current``
+On the target (see ``ops.deploy.helper`` for the layout): ``releases/<UTC time>-<sha>/`` per deploy, a ``current``
 symlink switched atomically, ``shared/`` for ``.env`` and ``var/`` (logs, pid files, the embedded database), and
 virtualenvs keyed by the target's Python and requirements.txt, built there and reused while those are unchanged.
 
@@ -25,7 +25,7 @@ A deploy is seven steps, in the order that leaves the running release alone unti
 Every deploy that held the lock appends one JSON line to ``audit.log`` on the target. Remote commands are built
 with :func:`shlex.quote` per argument; ``.env`` values never leave the target (only key names do).
 
-Besides the library, ``python -m ops.deploy smoke|pause`` runs on the target inside a release.
+Besides the library, ``python -m ops.deploy.apply smoke|pause`` runs on the target inside a release.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ops import ROOT
-from ops.errors import BadInput, ChopsError, ConfigError, WorkFailed
+from ops.core.errors import BadInput, ChopsError, ConfigError, WorkFailed
 
 STEPS = ("preflight and lock", "sync", "provision", "migrate", "test", "switch and schedule", "verify")
 TARGETS_FILE = "config/deploy.toml"
@@ -140,7 +140,7 @@ def validate_path(path: Any) -> str:
 
 
 def validate_environment(environment: Any, root: Path = ROOT) -> str:
-    from ops.settings import environments
+    from ops.core.settings import environments
 
     text = str(environment or "")
     known = environments(root)
@@ -329,7 +329,7 @@ def venv_key(python: Mapping[str, Any], requirements: bytes) -> str:
 
 
 def project_id(path: str) -> str:
-    """The cron project id of a deploy at ``path``: ``ops.cron.project_id`` of a release there (the hash of
+    """The cron project id of a deploy at ``path``: ``ops.pipelines.cron.project_id`` of a release there (the hash of
     ``<path>/current``), so the target's entries can be found without running its code."""
     return hashlib.sha256(f"{path}/current".encode()).hexdigest()[:10]
 
@@ -426,8 +426,8 @@ def rsync_argv(target: Target, options: SshOptions, release_dir: str, link_dest:
 
 
 def helper_program(command: str, args: Mapping[str, Any]) -> str:
-    """``ops.deploy_remote``'s source with a call of ``command`` appended: what the target's Python runs."""
-    source = (Path(__file__).parent / "deploy_remote.py").read_text(encoding="utf-8")
+    """``ops.deploy.helper``'s source with a call of ``command`` appended: what the target's Python runs."""
+    source = (Path(__file__).parent / "helper.py").read_text(encoding="utf-8")
     source = source.split('\nif __name__ == "__main__":')[0]
     return source + f"\n\nsys.exit(main({[command, json.dumps(dict(args), sort_keys=True)]!r}))\n"
 
@@ -458,7 +458,7 @@ class Remote:
         return done
 
     def helper(self, command: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
-        """Run ``ops.deploy_remote COMMAND`` on the target's Python; its JSON answer."""
+        """Run ``ops.deploy.helper COMMAND`` on the target's Python; its JSON answer."""
         # The program and its arguments travel on stdin (``python3 -``): no command-line length limit, nothing
         # of them in the target's process list.
         program = helper_program(command, args)
@@ -546,7 +546,7 @@ def _create_time(pid: int) -> float | None:
 
 def holder_record(action: str, release: str | None = None) -> dict[str, Any]:
     """Who is deploying: the lock's content."""
-    from ops.locks import command_line
+    from ops.core.locks import command_line
 
     return {"id": uuid.uuid4().hex, "action": action, "user": getpass.getuser(), "host": socket.gethostname(),
             "pid": os.getpid(), "create_time": _create_time(os.getpid()), "command": command_line(),
@@ -727,7 +727,7 @@ def env_report(target_keys: Iterable[str] | None, example: Mapping[str, bool] | 
 
 
 def example_keys_local(root: Path) -> dict[str, bool]:
-    from ops.deploy_remote import example_keys
+    from ops.deploy.helper import example_keys
 
     return example_keys(str(root / "config" / ".env.example")) or {}
 
@@ -777,7 +777,7 @@ def pending_migrations(local_ids: Iterable[str], status_rows: list[dict[str, Any
 
 def source_settings(root: Path, target: Target):
     """The settings of the tree at ``root`` in the target's environment, without this machine's .env."""
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     return load_settings(root, environ={"CHOPS_ENV": target.environment,
                                         "CHOPS_ENV_FILE": str(root / ".no-such-env-file")})
@@ -791,11 +791,11 @@ def target_settings(local, target: Target):
 
 
 def cron_plan(root: Path, target: Target, crontab_text: str | None):
-    """The crontab change the pipelines of the tree at ``root`` would make on the target (``ops.cron.Plan``)."""
+    """The crontab change the pipelines of the tree at ``root`` would make on the target (``ops.pipelines.cron.Plan``)."""
     from crontab import CronTab
 
-    from ops import cron
-    from ops.pipelines import load_pipelines
+    from ops.pipelines import cron
+    from ops.pipelines.definition import load_pipelines
 
     local = source_settings(root, target)
     there = target_settings(local, target)
@@ -830,7 +830,7 @@ def plan_details(settings, remote: Remote, plan: Plan, source: Source, facts: Fa
                            "runs_cron": plan.target.cron}
     except ChopsError as exc:
         details["cron"] = {"error": exc.line(), "runs_cron": plan.target.cron}
-    from ops.deploy_remote import prune_plan
+    from ops.deploy.helper import prune_plan
 
     found = list(facts.releases)
     if plan.release:
@@ -1085,7 +1085,7 @@ class Deployer:
 
     def test(self) -> str:
         t = self.target
-        done = _need_ok(self.remote.python(self.release_dir(), t.environment, "-m", "ops.deploy", "smoke",
+        done = _need_ok(self.remote.python(self.release_dir(), t.environment, "-m", "ops.deploy.apply", "smoke",
                                            what="the smoke check"), "the smoke check", t.host)
         smoke = _json_out(done) or []
         tests = _need_ok(self.remote.inv(self.release_dir(), t.environment, "test", "--smoke", what="inv test --smoke"),
@@ -1097,7 +1097,7 @@ class Deployer:
         """Remove the project's cron entries and let running chops processes finish; stop the rest."""
         t = self.target
         timeout = self.settings.get("deploy.drain_timeout")
-        done = _need_ok(self.remote.python(directory, t.environment, "-m", "ops.deploy", "pause", str(timeout),
+        done = _need_ok(self.remote.python(directory, t.environment, "-m", "ops.deploy.apply", "pause", str(timeout),
                                            "1" if (self.facts.raw.get("crontab") or {}).get("available") else "0",
                                            timeout=timeout + 120, what="pausing cron"), "pausing cron", t.host)
         self.paused = self.cron_touched = True
@@ -1146,7 +1146,7 @@ class Deployer:
     # the whole --------------------------------------------------------------------------------------------------------
 
     def deploy(self) -> Outcome:
-        from ops import proc
+        from ops.runtime import proc
 
         t = self.target
         proc.working(self.settings, "deploy", f"{t.host} (preflight)")
@@ -1382,7 +1382,7 @@ def choose_rollback(facts: Facts, to: str | None) -> dict[str, Any]:
 
 def rollback(settings, target: Target, options: SshOptions, notify: Notify, to: str | None = None) -> Outcome:
     """Make an earlier release current again: pause cron, switch, schedule from it, verify. Unhealthy: switch back."""
-    from ops import proc
+    from ops.runtime import proc
 
     remote = Remote(target, options)
     steps = Steps(("preflight and lock", "switch and schedule", "verify"), notify)
@@ -1481,7 +1481,7 @@ def unlock(settings, target: Target, options: SshOptions, force: bool = False) -
     return {"released": True, "holder": holder, "state": state, "reason": reason}
 
 
-# --- on the target, inside a release: python -m ops.deploy smoke|pause ---------------------------------------------------
+# --- on the target, inside a release: python -m ops.deploy.apply smoke|pause ---------------------------------------------------
 
 def smoke(settings) -> list[dict[str, Any]]:
     """The quick check of a new release before the switch: every ops module imports, the configuration loads,
@@ -1490,9 +1490,9 @@ def smoke(settings) -> list[dict[str, Any]]:
     import pkgutil
 
     import ops
-    from ops import proc
-    from ops.migrations import Migrations
-    from ops.pipelines import load_pipelines
+    from ops.runtime import proc
+    from ops.migrations.migrator import Migrations
+    from ops.pipelines.definition import load_pipelines
 
     out = []
 
@@ -1542,7 +1542,8 @@ def smoke(settings) -> list[dict[str, Any]]:
 def pause(settings, timeout: float, unschedule: bool, poll: float = 0.5) -> dict[str, Any]:
     """Remove this project's cron entries, then wait up to ``timeout`` seconds for running chops processes to end.
     Returns how many entries were removed and which processes still run."""
-    from ops import cron, proc
+    from ops.pipelines import cron
+    from ops.runtime import proc
 
     removed = 0
     if unschedule:
@@ -1560,7 +1561,7 @@ def pause(settings, timeout: float, unschedule: bool, poll: float = 0.5) -> dict
 
 
 def _main(argv: list[str]) -> int:
-    from ops.settings import load_settings
+    from ops.core.settings import load_settings
 
     try:
         settings = load_settings()
@@ -1578,7 +1579,7 @@ def _main(argv: list[str]) -> int:
     except ChopsError as exc:
         print(exc.line(), file=sys.stderr)
         return exc.exit_code
-    print("usage: python -m ops.deploy smoke | pause TIMEOUT 0|1", file=sys.stderr)
+    print("usage: python -m ops.deploy.apply smoke | pause TIMEOUT 0|1", file=sys.stderr)
     return 2
 
 

@@ -33,7 +33,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from ops.errors import BadInput
+from ops.core.errors import BadInput
 
 COLUMNS = ("event_time", "event_id", "user_id", "event_type", "country", "revenue")
 INBOX = "events"

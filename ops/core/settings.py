@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ops import ROOT
-from ops.errors import ConfigError
+from ops.core.errors import ConfigError
 
 # Files in config/ that are not environment overlays.
 NOT_ENVIRONMENTS = {"default", "deploy"}
@@ -270,7 +270,7 @@ class Settings:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every key with its value (secrets masked) and where it came from."""
-        from ops.clickhouse import mask_url
+        from ops.clickhouse.client import mask_url
 
         rows = []
         for section, keys in SCHEMA.items():
@@ -285,7 +285,7 @@ class Settings:
 
 def _validate(settings: Settings) -> None:
     """Cross-field checks that need the whole picture (e.g. the URL's shape)."""
-    from ops.clickhouse import parse_url
+    from ops.clickhouse.client import parse_url
 
     url = settings.values["clickhouse.url"]
     if url:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.errors import BadInput, WorkFailed
+from ops.core.errors import BadInput, WorkFailed
 
 BASELINE = "python -c 'import invoke'"
 BASELINE_LABEL = "import invoke"
@@ -63,7 +63,7 @@ def describe(row: dict[str, Any]) -> str:
 
 
 def print_gate(rows: list[dict[str, Any]]) -> None:
-    from ops.output import print_table
+    from ops.core.output import print_table
 
     print_table([(r["gate"], f"{r['measured']:.2f}x", f"{r['limit']:g}x", "pass" if r["passed"] else "FAIL")
                  for r in rows], ["gate", "measured (best)", "limit", "result"], title="performance gate",

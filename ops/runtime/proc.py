@@ -9,7 +9,7 @@ process, is stale: never signalled, only cleaned.
 On top of the pid files: :func:`select` and :func:`kill` (SIGTERM, a grace period, SIGKILL; only processes whose
 pid file is still theirs), :func:`clean_plan` and :func:`clean` (what dead processes leave behind: stale pid files
 and locks, orphaned staging tables, old logs), and :func:`find_log` / :func:`follow` for the run logs. The health
-verdict built on them is ``ops.health``.
+verdict built on them is ``ops.runtime.health``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def working(settings, kind: str, what: str, progress: str | None = None) -> Path
     kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes)."""
     import time
 
-    from ops.locks import command_line
+    from ops.core.locks import command_line
 
     with _lock:
         path = run_dir(settings) / f"{os.getpid()}.json"
@@ -171,7 +171,7 @@ def select(settings, name: str | None = None, everything: bool = False, known: I
     """The running chops processes that ``name`` (a pid, a pipeline, a kind or a backfill plan id) or
     ``everything`` means. Only processes with a pid file that still belongs to them are ever returned: a pid
     that is not chops', or whose pid file is stale, is refused (``BadInput``), whoever asks."""
-    from ops.errors import BadInput
+    from ops.core.errors import BadInput
 
     if name is not None and not str(name).strip():
         name = None
@@ -354,7 +354,7 @@ def stale_lock(path: Path, clear: bool = False):
     process has just opened would let two processes hold the same lock."""
     import fcntl
 
-    from ops.locks import read_holder
+    from ops.core.locks import read_holder
 
     try:
         fh = open(path, "r+")
@@ -407,7 +407,7 @@ def stale_pid_files(settings) -> list[dict[str, Any]]:
 
 def stale_migration_lock(settings, db) -> dict[str, Any] | None:
     """The migration lock (a table whose COMMENT names its holder) when its holder is provably gone."""
-    from ops.migrate_backend import ClickHouseBackend, describe
+    from ops.migrations.yoyo_backend import ClickHouseBackend, describe
 
     holder = ClickHouseBackend(db, cluster=settings.get("clickhouse.cluster") or None).holder()
     if not holder:
@@ -426,8 +426,8 @@ def orphan_staging_tables(db) -> list[dict[str, Any]]:
     whose run is in the ledger as running, by a live process (or on another host, which cannot be judged), is kept."""
     import re
 
-    from ops.ledger import TABLE, alive
-    from ops.runner import STAGING_PREFIX
+    from ops.pipelines.ledger import TABLE, alive
+    from ops.pipelines.runner import STAGING_PREFIX
 
     if not db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
                      {"t": TABLE}):
@@ -479,7 +479,7 @@ def old_logs(settings, days: int, now: float | None = None) -> list[dict[str, An
 
 def setting(settings, key: str, minimum: float = 0, maximum: float | None = None):
     """A ``proc.*`` setting, checked to be in range (a ConfigError naming where it was set, otherwise)."""
-    from ops.errors import ConfigError
+    from ops.core.errors import ConfigError
 
     value = settings.get(key)
     if value < minimum or (maximum is not None and value > maximum):
@@ -491,8 +491,8 @@ def setting(settings, key: str, minimum: float = 0, maximum: float | None = None
 def connect(settings):
     """A connection for health checks and cleaning: never creates the data directory or the database, and waits
     at most ``proc.db_wait`` seconds for an embedded engine that another chops process has open."""
-    from ops.clickhouse import connect as open_database, target
-    from ops.errors import WorkFailed
+    from ops.clickhouse.client import connect as open_database, target
+    from ops.core.errors import WorkFailed
 
     tgt = target(settings)
     if tgt.kind == "embedded" and not (tgt.path / "metadata").is_dir():
@@ -509,7 +509,7 @@ def clean_plan(settings, db=None, now: float | None = None) -> list[dict[str, An
     if db is not None:
         lock = stale_migration_lock(settings, db)
         if lock:
-            from ops.migrate_backend import LOCK_TABLE
+            from ops.migrations.yoyo_backend import LOCK_TABLE
 
             items.append({"kind": "migration lock", "what": LOCK_TABLE, "reason": lock["reason"]})
         items += [{"kind": "staging table", **x} for x in orphan_staging_tables(db)]
@@ -540,7 +540,7 @@ def clean(settings, items: list[dict[str, Any]], db=None, now: float | None = No
                 except OSError:
                     pass
         elif kind == "migration lock":
-            from ops.migrate_backend import ClickHouseBackend
+            from ops.migrations.yoyo_backend import ClickHouseBackend
 
             ClickHouseBackend(db, cluster=settings.get("clickhouse.cluster") or None).break_lock()
         elif kind == "staging table":
@@ -556,7 +556,7 @@ def find_log(settings, name: str | None = None, day=None, known: Iterable[str] =
     log directory, not the ledger, so it works while a run holds the embedded database."""
     import difflib
 
-    from ops.errors import BadInput
+    from ops.core.errors import BadInput
 
     base = settings.path("paths.logs") / "pipelines"
     if name:

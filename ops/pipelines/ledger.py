@@ -14,7 +14,7 @@ from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from ops.errors import WorkFailed
+from ops.core.errors import WorkFailed
 
 TABLE = "run_ledger"
 COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "plan_id", "rows_written",
@@ -121,6 +121,6 @@ def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dic
 
 def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
     """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
-    from ops.locks import process_alive
+    from ops.core.locks import process_alive
 
     return process_alive(host, pid, started_at)

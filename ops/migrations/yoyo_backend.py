@@ -3,7 +3,7 @@
 yoyo keeps what it is good at: reading migration directories, ``-- depends:``, rollback files, ordering
 (``to_apply`` / ``to_rollback``), marking and unmarking. This backend overrides only ClickHouse's gaps, one
 comment each, and stores yoyo's bookkeeping in one append-only journal table, ``_chops_migration_log``, with an
-explicit engine and microsecond UTC timestamps. chops' own migrator (``ops.migrations``) writes its per-statement
+explicit engine and microsecond UTC timestamps. chops' own migrator (``ops.migrations.migrator``) writes its per-statement
 events into the same table, so "applied", "dirty" and "drifted" are all read from one place.
 
 It runs on the connection chops already has (``ops.clickhouse.connect``): the embedded engine and servers alike.
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 from yoyo.backends.base import DatabaseBackend
 
-from ops.errors import LockTimeout
+from ops.core.errors import LockTimeout
 
 LOG_TABLE = "_chops_migration_log"
 LOCK_TABLE = "_chops_migration_lock"
@@ -216,7 +216,7 @@ class ClickHouseBackend(DatabaseBackend):
         if self._is_locked:
             yield
             return
-        from ops.locks import command_line
+        from ops.core.locks import command_line
 
         timeout = self.lock_timeout if timeout is None else timeout
         me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command_line(),
@@ -237,7 +237,7 @@ class ClickHouseBackend(DatabaseBackend):
             if holder and is_stale(holder):
                 # Its holder is provably gone (this host, pid dead or reused); a migration it left half done
                 # is marked dirty in the journal, so breaking the lock cannot let work be lost or repeated.
-                from ops.output import info
+                from ops.core.output import info
 
                 info(f"breaking the stale migration lock of {describe(holder)}: that process is no longer running")
                 self.break_lock()
@@ -246,7 +246,7 @@ class ClickHouseBackend(DatabaseBackend):
                 raise LockTimeout(f"the migration lock is still held by {describe(holder)} after {timeout:g}s",
                                   hint="if that process is gone, run: inv db.break-lock")
             if not told:
-                from ops.output import info
+                from ops.core.output import info
 
                 info(f"waiting for the migration lock: held by {describe(holder)} (timeout {timeout:g}s)")
                 told = True
@@ -287,7 +287,7 @@ def describe(holder: dict | None) -> str:
 
 def is_stale(holder: dict) -> bool:
     """A holder on this host whose process is gone, or whose pid now belongs to a process started later."""
-    from ops.locks import parse_since, process_alive
+    from ops.core.locks import parse_since, process_alive
 
     try:
         pid = int(holder.get("pid", 0))

@@ -9,7 +9,7 @@ A pipeline builds one day of its target table::
     def build(run):
         run.db.command(f"INSERT INTO {run.staging} SELECT ... WHERE day = {{day:Date}}", {"day": run.day})
 
-``build`` writes only into ``run.staging`` (a table made ``AS`` the target); the runner (``ops.runner``) checks
+``build`` writes only into ``run.staging`` (a table made ``AS`` the target); the runner (``ops.pipelines.runner``) checks
 the staging data and swaps the day in with ``REPLACE PARTITION``. Discovery imports every module of
 ``pipelines/``; a module that fails to import, a duplicate name or an invalid definition is reported with the
 module's name, and every other pipeline still loads.
@@ -28,8 +28,8 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ops.errors import BadInput
-from ops.graph import find_cycle
+from ops.core.errors import BadInput
+from ops.core.graph import find_cycle
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ops.clickhouse import Database, close_engine, connect, target
-from ops.errors import BadInput
+from ops.clickhouse.client import Database, close_engine, connect, target
+from ops.core.errors import BadInput
 
 READ_STATEMENT = re.compile(r"^\s*(\(|SELECT|WITH|SHOW|DESC|DESCRIBE|EXPLAIN|EXISTS|CHECK)\b", re.I)
 
