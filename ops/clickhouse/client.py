@@ -17,108 +17,13 @@ from __future__ import annotations
 import atexit
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from urllib.parse import quote, unquote, urlsplit
 
-from ops.core.errors import BadInput, ConfigError, DatabaseError, WorkFailed
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the database is: parsed from a URL or from the embedded default."""
-
-    kind: str  # "embedded" | "server"
-    database: str
-    path: Path | None = None  # embedded: data directory
-    host: str | None = None
-    port: int | None = None
-    secure: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The URL with the password masked: safe to print."""
-        if self.kind == "embedded":
-            return f"chdb://{self.path}"
-        scheme = "https" if self.secure else "http"
-        auth = f"{quote(self.username or '', safe='')}{':********' if self.password else ''}@" if self.username else ""
-        return f"{scheme}://{auth}{self.host}:{self.port}/{self.database}"
-
-
-def parse_url(url: str, default_database: str = "default", where: str = "CLICKHOUSE_URL") -> Target:
-    """Parse ``chdb:///abs/path[/?database=db]`` or ``http(s)://user:pass@host[:port][/db]``; one-line errors."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: malformed URL {mask_url(url)!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme == "chdb":
-        if parts.netloc or not parts.path.startswith("/"):
-            raise ConfigError(f"{where}: an embedded URL is chdb:///absolute/path, got {mask_url(url)!r}")
-        database = _query_database(parts.query, where) or default_database
-        return Target("embedded", validate_identifier(database, f"{where}: database", ConfigError), path=Path(parts.path))
-    if scheme not in ("http", "https"):
-        raise ConfigError(
-            f"{where}: unknown scheme {parts.scheme or '(none)'!r} in {mask_url(url)!r} "
-            "(use http://, https:// or chdb:///path)"
-        )
-    if not parts.hostname:
-        raise ConfigError(f"{where}: no host in {mask_url(url)!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{where}: port must be a number from 1 to 65535 in {mask_url(url)!r}") from None
-    secure = scheme == "https"
-    path = parts.path.strip("/")
-    if "/" in path:
-        raise ConfigError(f"{where}: the URL path names one database, got {path!r}")
-    database = unquote(path) or _query_database(parts.query, where) or default_database
-    return Target(
-        "server",
-        validate_identifier(database, f"{where}: database", ConfigError),
-        host=parts.hostname,
-        port=port or (8443 if secure else 8123),
-        secure=secure,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
-
-
-def _query_database(query: str, where: str) -> str | None:
-    from urllib.parse import parse_qs
-
-    params = parse_qs(query)
-    unknown = set(params) - {"database"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown URL parameter(s) {', '.join(sorted(unknown))} (only database=)")
-    return params.get("database", [None])[0]
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ********."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", url)
-
-
-def validate_identifier(name: str, what: str = "name", error: type = BadInput) -> str:
-    if not IDENTIFIER.match(name or ""):
-        raise error(f"{what} {name!r} is not a valid identifier (letters, digits and _; not starting with a digit)")
-    return name
-
-
-def target(settings) -> Target:
-    """The database chops talks to under these settings."""
-    url = settings.get("clickhouse.url")
-    database = settings.get("clickhouse.database")
-    if url:
-        return parse_url(url, database, where=settings.sources["clickhouse.url"])
-    return Target("embedded", validate_identifier(database, "clickhouse.database"),
-                  path=settings.path("paths.var") / "clickhouse")
-
+from ops import ROOT
+from ops.core.errors import BadInput, DatabaseError, WorkFailed
+from ops.core.locks import FileLock
+from ops.core.urls import Target, target, validate_identifier
 
 # --- the process's embedded engine: one path per process ---------------------------------------------------------
 
@@ -132,8 +37,6 @@ class _Engine:
         self.purge_works = True
 
     def open(self, path: Path, timeout: float) -> None:
-        from ops.core.locks import FileLock
-
         if self.path == path:
             return
         self.close()
@@ -159,8 +62,6 @@ atexit.register(_engine.close)
 
 
 def _short(path: Path) -> str:
-    from ops import ROOT
-
     try:
         return str(path.relative_to(ROOT))
     except ValueError:
@@ -275,6 +176,36 @@ class Database:
 
     def exists(self) -> bool:
         return bool(self.scalar("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": self.name}))
+
+    # --- the catalog: what chops asks about its own tables, asked here only ------------------------------------
+
+    def has_table(self, name: str) -> bool:
+        """Whether table ``name`` exists in this database."""
+        return bool(self.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                                "AND name = {t:String}", {"t": name}))
+
+    def table(self, name: str) -> dict[str, Any] | None:
+        """``name``'s catalog row (engine, partition_key, comment, uuid as text), or None when it does not exist."""
+        found = self.rows("SELECT engine, partition_key, comment, toString(uuid) AS uuid FROM system.tables "
+                          "WHERE database = currentDatabase() AND name = {t:String}", {"t": name})
+        return found[0] if found else None
+
+    def tables(self, prefix: str = "") -> list[str]:
+        """The names of this database's tables that start with ``prefix``, sorted."""
+        return [r["name"] for r in self.rows(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, {p:String}) "
+            "ORDER BY name", {"p": prefix})]
+
+    def partition_rows(self, table: str, day=None) -> dict[str, int]:
+        """Rows per partition id of ``table`` from its active parts (no scan); only ``day``'s partition when given
+        (``partitionId({day:Date})``, the id of a table partitioned by day)."""
+        where = " AND partition_id = partitionId({d:Date})" if day is not None else ""
+        params: dict[str, Any] = {"t": table}
+        if day is not None:
+            params["d"] = day
+        parts = self.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
+                          f"AND table = {{t:String}} AND active{where} GROUP BY partition_id", params)
+        return {r["partition_id"]: int(r["rows"]) for r in parts}
 
     def close(self) -> None:
         _close_client(self.client)

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from ops import ROOT
 from ops.core.errors import ConfigError
+from ops.core.urls import mask_url, parse_url
 
 # Files in config/ that are not environment overlays.
 NOT_ENVIRONMENTS = {"default", "deploy"}
@@ -270,8 +271,6 @@ class Settings:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every key with its value (secrets masked) and where it came from."""
-        from ops.clickhouse.client import mask_url
-
         rows = []
         for section, keys in SCHEMA.items():
             for name, key in keys.items():
@@ -285,8 +284,6 @@ class Settings:
 
 def _validate(settings: Settings) -> None:
     """Cross-field checks that need the whole picture (e.g. the URL's shape)."""
-    from ops.clickhouse.client import parse_url
-
     url = settings.values["clickhouse.url"]
     if url:
         parse_url(url, where=settings.sources["clickhouse.url"])

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ops import ROOT
 from ops.core.errors import BadInput, ChopsError, ConfigError, WorkFailed
+from ops.core import pidfile
 
 STEPS = ("preflight and lock", "sync", "provision", "migrate", "test", "switch and schedule", "verify")
 TARGETS_FILE = "config/deploy.toml"
@@ -546,7 +547,7 @@ def _create_time(pid: int) -> float | None:
 
 def holder_record(action: str, release: str | None = None) -> dict[str, Any]:
     """Who is deploying: the lock's content."""
-    from ops.core.locks import command_line
+    from ops.core.process import command_line
 
     return {"id": uuid.uuid4().hex, "action": action, "user": getpass.getuser(), "host": socket.gethostname(),
             "pid": os.getpid(), "create_time": _create_time(os.getpid()), "command": command_line(),
@@ -1146,17 +1147,16 @@ class Deployer:
     # the whole --------------------------------------------------------------------------------------------------------
 
     def deploy(self) -> Outcome:
-        from ops.runtime import proc
 
         t = self.target
-        proc.working(self.settings, "deploy", f"{t.host} (preflight)")
+        pidfile.working(self.settings, "deploy", f"{t.host} (preflight)")
         try:
             self.steps.run(STEPS[0], self.preflight)
         except BaseException:
             self._release_quietly(None, "failed")
             raise
         p = self.plan
-        proc.working(self.settings, "deploy", f"{t.host} {p.release or p.current}")
+        pidfile.working(self.settings, "deploy", f"{t.host} {p.release or p.current}")
         if p.action in ("no-op", "reverify"):
             return self._verify_only()
         try:
@@ -1382,7 +1382,6 @@ def choose_rollback(facts: Facts, to: str | None) -> dict[str, Any]:
 
 def rollback(settings, target: Target, options: SshOptions, notify: Notify, to: str | None = None) -> Outcome:
     """Make an earlier release current again: pause cron, switch, schedule from it, verify. Unhealthy: switch back."""
-    from ops.runtime import proc
 
     remote = Remote(target, options)
     steps = Steps(("preflight and lock", "switch and schedule", "verify"), notify)
@@ -1399,7 +1398,7 @@ def rollback(settings, target: Target, options: SshOptions, notify: Notify, to: 
         state.update(facts=facts, to=chosen, took=took)
         if chosen.get("bad"):
             notify(f"      note: {chosen['name']} was marked BAD: {chosen['bad']}")
-        proc.working(settings, "deploy", f"{target.host} rollback to {chosen['name']}")
+        pidfile.working(settings, "deploy", f"{target.host} rollback to {chosen['name']}")
         return f"{target.label()}: current {facts.current} -> {chosen['name']} ({chosen['revision']})"
 
     try:

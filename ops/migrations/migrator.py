@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 from ops.core.errors import BadInput, WorkFailed
 from ops.core.graph import find_cycle
 from ops.migrations.yoyo_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
+from ops.core import pidfile
 
 FILE_NAME = re.compile(r"^(?P<number>\d{4,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -472,11 +473,10 @@ class Migrations:
             if not resume:
                 self._refuse_on_errors(files, allow_dirty=False)
                 plan = self.plan(to, files)
-            from ops.runtime import proc
 
             pending_event: list[list[Any]] = []
             for n, f in enumerate(plan):
-                proc.working(self.settings, "db.migrate", f.id, progress=f"{n}/{len(plan)}")
+                pidfile.working(self.settings, "db.migrate", f.id, progress=f"{n}/{len(plan)}")
                 if progress:
                     progress(f, n, len(plan))
                 pending_event = self._apply_one(f, pending_event, resume=resume and n == 0)
@@ -596,9 +596,8 @@ class Migrations:
         if dry_run:
             return {"rolled_back": [], "plan": rendered, "dry_run": True}
         done = []
-        from ops.runtime import proc
 
-        proc.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
+        pidfile.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
         with self._locked():
             states = self.states()
             for f, statements in plan:
@@ -674,7 +673,7 @@ _COLUMNS = ("id", "attempt_id", "migration_id", "migration_hash", "operation", "
 @functools.lru_cache(maxsize=1)
 def _who() -> tuple[str, str, int, str]:
     """This process, as the journal records it: user, host, pid, command line."""
-    from ops.core.locks import command_line
+    from ops.core.process import command_line
 
     try:
         user = getpass.getuser()

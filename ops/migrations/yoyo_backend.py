@@ -216,7 +216,7 @@ class ClickHouseBackend(DatabaseBackend):
         if self._is_locked:
             yield
             return
-        from ops.core.locks import command_line
+        from ops.core.process import command_line
 
         timeout = self.lock_timeout if timeout is None else timeout
         me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command_line(),
@@ -287,13 +287,10 @@ def describe(holder: dict | None) -> str:
 
 def is_stale(holder: dict) -> bool:
     """A holder on this host whose process is gone, or whose pid now belongs to a process started later."""
-    from ops.core.locks import parse_since, process_alive
+    from ops.core.process import Holder
 
-    try:
-        pid = int(holder.get("pid", 0))
-    except (TypeError, ValueError):
-        return False
-    return not process_alive(holder.get("host"), pid, parse_since(holder.get("since")))
+    record = Holder.from_dict(holder)
+    return record is not None and record.gone()
 
 
 class PendingEvents:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from ops.pipelines import ledger
 from ops.core.errors import BadInput, ChopsError, WorkFailed
 from ops.pipelines.definition import Registry, load_pipelines
+from ops.core import pidfile
 
 PLANS = "backfill_plans"
 
@@ -258,7 +259,6 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
     local = threading.local()
     stop = threading.Event()
 
-    from ops.runtime import proc
     from ops.pipelines.runner import Interrupted
 
     def work(item: Item) -> Outcome:
@@ -293,7 +293,7 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
         return "run"
 
     running: dict[Future, Item] = {}
-    proc.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
+    pidfile.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
 
     # One at a time runs in this (main) thread, where SIGTERM reaches the run and ends it cleanly as killed.
     # With more, runs are threads: SIGTERM stops new partitions, and the running ones finish.
@@ -330,7 +330,7 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
                     item = running.pop(future)
                     o = future.result()
                     outcomes[(item.pipeline, item.day)] = o
-                    proc.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
+                    pidfile.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
                     if progress:
                         progress(o, len(outcomes), total)
                     if o.status == "failed" and fail_fast:

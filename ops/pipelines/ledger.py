@@ -121,6 +121,6 @@ def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dic
 
 def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
     """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
-    from ops.core.locks import process_alive
+    from ops.core.process import Liveness, liveness
 
-    return process_alive(host, pid, started_at)
+    return liveness(host, pid, since=started_at) is not Liveness.GONE

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from ops.pipelines import ledger
 from ops.core.errors import BadInput, ChopsError, DatabaseError, WorkFailed
 from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
+from ops.core import pidfile
 
 STAGING_PREFIX = "_chops_staging_"
 TRIGGERS = ("manual", "cron", "backfill")
@@ -288,11 +289,10 @@ def _drop_orphans(db, p: Pipeline, day: date) -> None:
 
 def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,
              notify: Callable[[str], None]) -> dict[str, Any]:
-    from ops.runtime import proc
 
     run_id = str(uuid.uuid4())
     if trigger != "backfill":  # a backfill's pid file tells its plan and progress instead
-        proc.working(settings, "pipeline.run", f"{p.name} {day}")
+        pidfile.working(settings, "pipeline.run", f"{p.name} {day}")
     log, log_path = _log_for(settings, p.name, day, run_id)
     row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path))
     ledger.write(db, row)

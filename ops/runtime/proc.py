@@ -14,77 +14,16 @@ verdict built on them is ``ops.runtime.health``.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-_lock = threading.Lock()
-_current: dict[str, Any] = {}
-
-
-def run_dir(settings) -> Path:
-    return settings.path("paths.var") / "run"
-
-
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    if pid <= 0:
-        return None
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def working(settings, kind: str, what: str, progress: str | None = None) -> Path:
-    """Say what this process is doing (creating its pid file the first time). Safe to call often: within the same
-    kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes)."""
-    import time
-
-    from ops.core.locks import command_line
-
-    with _lock:
-        path = run_dir(settings) / f"{os.getpid()}.json"
-        now = time.monotonic()
-        if _current.get("path") == str(path) and _current.get("kind") == kind and now - _current.get("_at", 0) < 0.5:
-            _current.update({"what": what, "progress": progress})  # written with the next update
-            return path
-        if _current.get("path") != str(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _current.clear()
-            _current.update({
-                "path": str(path), "pid": os.getpid(), "create_time": _create_time(os.getpid()),
-                "host": socket.gethostname(), "command": command_line(),
-                "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            })
-            atexit.register(done)
-        _current["_at"] = now
-        _current.update({"kind": kind, "what": what, "progress": progress,
-                         "updated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in _current.items() if k not in ("path", "_at")}))
-        os.replace(tmp, path)
-        return path
-
-
-def done() -> None:
-    """Remove this process's pid file (also at exit)."""
-    with _lock:
-        path = _current.pop("path", None)
-        _current.clear()
-    if path:
-        try:
-            Path(path).unlink()
-        except FileNotFoundError:
-            pass
-
+from ops.core.pidfile import run_dir
+from ops.core import process
 
 @dataclass
 class Process:
@@ -113,7 +52,7 @@ def is_ours(pid: int, create_time: float | None, host: str | None = None) -> boo
         return False
     if create_time is None:
         return False
-    now = _create_time(pid)
+    now = process.create_time(pid)
     return now is not None and abs(now - float(create_time)) < 0.05 and not _zombie(pid)
 
 
@@ -333,7 +272,7 @@ def _holder_gone(host: str, pid: int, since: str) -> bool:
     process that started after the record was written. Another host's holder cannot be judged: never gone."""
     if host != socket.gethostname():
         return False
-    started = _create_time(pid) if pid > 0 else None
+    started = process.create_time(pid) if pid > 0 else None
     if started is None or _zombie(pid):
         return True
     try:
@@ -397,7 +336,7 @@ def stale_pid_files(settings) -> list[dict[str, Any]]:
             continue  # another host's pid file cannot be judged here
         if p.pid <= 0:
             why = "unreadable"
-        elif _create_time(p.pid) is None or _zombie(p.pid):
+        elif process.create_time(p.pid) is None or _zombie(p.pid):
             why = f"pid {p.pid} ({p.kind} {p.what}) is gone"
         else:
             why = f"pid {p.pid} ({p.kind} {p.what}) is gone; the pid now belongs to another process"

@@ -418,8 +418,8 @@ def test_a_deploy_killed_during_sync_leaves_current_and_a_stale_lock(target):
 
 def test_running_chops_processes_are_drained_then_stopped(target):
     target.ensure_good()
-    code = ("import time; from ops import proc; from ops.core.settings import load_settings; "
-            "proc.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
+    code = ("import time; from ops.core import pidfile; from ops.core.settings import load_settings; "
+            "pidfile.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
     worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
                                f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

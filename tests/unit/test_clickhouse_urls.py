@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.clickhouse.client import mask_url, parse_url, target
+from ops.core.urls import mask_url, parse_url, target
 
 
 def test_server_url_with_everything():

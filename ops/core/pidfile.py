@@ -1,0 +1,63 @@
+"""This process's pid file: what it works on, so ``inv proc.list`` can show it and ``inv proc.kill`` stop it.
+
+Every chops process that does work (a pipeline run, a backfill, migrations, a deploy) calls :func:`working`, which
+writes ``<paths.var>/run/<pid>.json``: its :class:`~ops.core.process.Holder` record (pid, start time, host,
+command line, since when) plus what it is working on and, where known, its progress. The file is rewritten
+atomically as the work moves on and removed when the process exits. Reading, judging and signalling other
+processes' pid files is ``ops.runtime.pidfiles``; this module only writes this process's own, which is why it
+sits in the core: the runner, backfills and migrations write one too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ops.core.process import Holder
+from ops.core.timefmt import stamp
+
+_lock = threading.Lock()
+_current: dict[str, Any] = {}
+
+
+def run_dir(settings) -> Path:
+    return settings.path("paths.var") / "run"
+
+
+def working(settings, kind: str, what: str, progress: str | None = None) -> Path:
+    """Say what this process is doing (creating its pid file the first time). Safe to call often: within the same
+    kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes)."""
+    with _lock:
+        path = run_dir(settings) / f"{os.getpid()}.json"
+        now = time.monotonic()
+        if _current.get("path") == str(path) and _current.get("kind") == kind and now - _current.get("_at", 0) < 0.5:
+            _current.update({"what": what, "progress": progress})  # written with the next update
+            return path
+        if _current.get("path") != str(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _current.clear()
+            _current.update({"path": str(path), **Holder.me().as_dict()})
+            atexit.register(done)
+        _current["_at"] = now
+        _current.update({"kind": kind, "what": what, "progress": progress, "updated": stamp()})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v for k, v in _current.items() if k not in ("path", "_at")}))
+        os.replace(tmp, path)
+        return path
+
+
+def done() -> None:
+    """Remove this process's pid file (also at exit)."""
+    with _lock:
+        path = _current.pop("path", None)
+        _current.clear()
+    if path:
+        try:
+            Path(path).unlink()
+        except FileNotFoundError:
+            pass
