@@ -14,7 +14,9 @@ from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any
 
+from ops import ROOT
 from ops.core.errors import WorkFailed
+from ops.core.process import Liveness, liveness
 
 TABLE = "run_ledger"
 COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "plan_id", "rows_written",
@@ -38,8 +40,6 @@ def stamp(t: datetime | None) -> str | None:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The code's version: the REVISION file a deploy writes, else the git commit, else 'unknown'."""
-    from ops import ROOT
-
     revision = ROOT / "REVISION"
     if revision.exists():
         return revision.read_text().strip()[:40] or "unknown"
@@ -57,8 +57,7 @@ def code_version() -> str:
 
 
 def require_table(db) -> None:
-    if not db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-                     {"t": TABLE}):
+    if not db.has_table(TABLE):
         raise WorkFailed("the run ledger table does not exist", hint="run: inv db.migrate")
 
 
@@ -121,6 +120,37 @@ def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dic
 
 def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
     """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
-    from ops.core.process import Liveness, liveness
-
     return liveness(host, pid, since=started_at) is not Liveness.GONE
+
+
+def runs_by_pipeline(db) -> dict[str, dict[str, Any]]:
+    """Per pipeline: its number of attempts, its last success (``finished_at``) and the status of its newest attempt."""
+    require_table(db)
+    rows = db.rows(f"SELECT pipeline, count() AS attempts, maxIf(finished_at, status = 'succeeded') AS last_success, "
+                   f"argMax(toString(status), started_at) AS last_status FROM {TABLE} FINAL GROUP BY pipeline")
+    return {r["pipeline"]: r for r in rows}
+
+
+def recent_attempts(db, since: datetime) -> list[dict[str, Any]]:
+    """Every attempt of each (pipeline, day) that had an attempt started since ``since``, oldest first; a 'running'
+    one whose process is gone has status 'died'."""
+    require_table(db)
+    rows = db.rows(
+        f"SELECT toString(run_id) AS run_id, pipeline, partition, attempt, toString(status) AS status, started_at, "
+        f"error, host, pid FROM {TABLE} FINAL WHERE (pipeline, partition) IN (SELECT pipeline, partition "
+        f"FROM {TABLE} WHERE started_at >= {{since:DateTime64(6, 'UTC')}}) ORDER BY started_at",
+        {"since": stamp(since)})
+    for r in rows:
+        if r["status"] == "running" and not alive(r["host"], r["pid"]):
+            r["status"] = "died"
+    return rows
+
+
+def runs_of(db, pipeline: str, run_prefix: str) -> list[dict[str, Any]] | None:
+    """The attempts of ``pipeline`` whose run id starts with ``run_prefix`` (run_id, status, host, pid); None when
+    there is no ledger (no run has ever been made here)."""
+    if not db.has_table(TABLE):
+        return None
+    return db.rows(f"SELECT toString(run_id) AS run_id, toString(status) AS status, host, pid FROM {TABLE} FINAL "
+                   "WHERE startsWith(toString(run_id), {r:String}) AND pipeline = {p:String}",
+                   {"r": run_prefix, "p": pipeline})

@@ -15,6 +15,7 @@ step 5, which either happens whole or not at all. A re-run of a day replaces it,
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -105,6 +106,20 @@ def _close_log(logger: logging.Logger) -> None:
 
 def staging_name(p: Pipeline, day: date, run_id: str) -> str:
     return f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_{run_id[:8]}"
+
+
+STAGING_NAME = re.compile(re.escape(STAGING_PREFIX) + r"(?P<pipeline>.+)_(?P<day>\d{8})_(?P<run>[0-9a-f]{8})")
+
+
+def staging_tables(db) -> list[tuple[str, str, str]]:
+    """The staging tables a run made and did not drop (yet): (table, pipeline, the run id's first 8 characters).
+    A table that merely starts with the prefix but was not named by :func:`staging_name` is not listed."""
+    out = []
+    for name in db.tables(STAGING_PREFIX):
+        m = STAGING_NAME.fullmatch(name)
+        if m:
+            out.append((name, m["pipeline"], m["run"]))
+    return out
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -281,10 +296,8 @@ def _close_dead_attempts(db, previous: list[dict]) -> None:
 
 def _drop_orphans(db, p: Pipeline, day: date) -> None:
     """Staging tables of this pipeline and day left by a run that died (we hold the partition's lock)."""
-    names = db.rows("SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, {p:String})",
-                    {"p": f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_"})
-    for row in names:
-        db.command(f"DROP TABLE IF EXISTS `{row['name']}` SYNC")
+    for name in db.tables(f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_"):
+        db.command(f"DROP TABLE IF EXISTS `{name}` SYNC")
 
 
 def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,

@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
+from ops.pipelines import ledger
+
 PASS, WARN, FAIL = "pass", "warn", "fail"
 NAMES = ("database", "migrations", "pipelines", "cron", "freshness", "failed runs", "disk", "locks", "pid files")
 RECENT = timedelta(days=1)  # "failed runs in the last day"
@@ -311,35 +313,15 @@ def _cron(settings, registry) -> dict[str, Any]:
     return cron_result(rows, broken, daemon_running=cron.daemon_pid() is not None, paused=cron.paused(settings))
 
 
-def _runs_by_pipeline(db) -> dict[str, dict[str, Any]]:
-    from ops.pipelines import ledger
-
-    ledger.require_table(db)
-    rows = db.rows(f"SELECT pipeline, count() AS attempts, maxIf(finished_at, status = 'succeeded') AS last_success, "
-                   f"argMax(toString(status), started_at) AS last_status FROM {ledger.TABLE} FINAL GROUP BY pipeline")
-    return {r["pipeline"]: r for r in rows}
-
-
 def _freshness(db, registry, now) -> dict[str, Any]:
     scheduled = {p.name: p.schedule for p in registry.pipelines.values() if p.schedule}
-    return freshness_result(scheduled, _runs_by_pipeline(db) if scheduled else {}, now)
+    return freshness_result(scheduled, ledger.runs_by_pipeline(db) if scheduled else {}, now)
 
 
 def recent_attempts(db, now: datetime, window: timedelta = RECENT) -> list[dict[str, Any]]:
     """Every attempt of each (pipeline, day) that had an attempt started since ``now - window``; a 'running' one
     whose process is gone has status 'died'."""
-    from ops.pipelines import ledger
-
-    ledger.require_table(db)
-    rows = db.rows(
-        f"SELECT toString(run_id) AS run_id, pipeline, partition, attempt, toString(status) AS status, started_at, "
-        f"error, host, pid FROM {ledger.TABLE} FINAL WHERE (pipeline, partition) IN (SELECT pipeline, partition "
-        f"FROM {ledger.TABLE} WHERE started_at >= {{since:DateTime64(6, 'UTC')}}) ORDER BY started_at",
-        {"since": ledger.stamp(now - window)})
-    for r in rows:
-        if r["status"] == "running" and not ledger.alive(r["host"], r["pid"]):
-            r["status"] = "died"
-    return rows
+    return ledger.recent_attempts(db, now - window)
 
 
 def disk_usages(settings, db=None) -> list[dict[str, Any]]:

@@ -363,33 +363,23 @@ def stale_migration_lock(settings, db) -> dict[str, Any] | None:
 def orphan_staging_tables(db) -> list[dict[str, Any]]:
     """Staging tables (``_chops_staging_<pipeline>_<yyyymmdd>_<run8>``) whose run is not running any more. A table
     whose run is in the ledger as running, by a live process (or on another host, which cannot be judged), is kept."""
-    import re
+    from ops.pipelines import ledger
+    from ops.pipelines.runner import staging_tables
 
-    from ops.pipelines.ledger import TABLE, alive
-    from ops.pipelines.runner import STAGING_PREFIX
-
-    if not db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-                     {"t": TABLE}):
-        return []  # no ledger: no run has ever made a staging table here
     out = []
-    for row in db.rows("SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, {p:String}) "
-                       "ORDER BY name", {"p": STAGING_PREFIX}):
-        name = row["name"]
-        m = re.fullmatch(re.escape(STAGING_PREFIX) + r"(?P<pipeline>.+)_(?P<day>\d{8})_(?P<run>[0-9a-f]{8})", name)
-        if not m:
-            continue  # not named by the runner: not ours to drop
-        runs = db.rows(f"SELECT toString(run_id) AS run_id, toString(status) AS status, host, pid FROM {TABLE} FINAL "
-                       "WHERE startsWith(toString(run_id), {r:String}) AND pipeline = {p:String}",
-                       {"r": m["run"], "p": m["pipeline"]})
-        if any(r["status"] == "running" and alive(r["host"], r["pid"]) for r in runs):
+    for name, pipeline, run in staging_tables(db):
+        runs = ledger.runs_of(db, pipeline, run)
+        if runs is None:
+            return []  # no ledger: no run has ever made a staging table here
+        if any(r["status"] == "running" and ledger.alive(r["host"], r["pid"]) for r in runs):
             continue
         if not runs:
-            why = f"no run {m['run']} in the ledger"
+            why = f"no run {run} in the ledger"
         elif any(r["status"] == "running" for r in runs):
-            run = next(r for r in runs if r["status"] == "running")
-            why = f"its run {m['run']} died (pid {run['pid']} on {run['host']} is gone)"
+            died = next(r for r in runs if r["status"] == "running")
+            why = f"its run {run} died (pid {died['pid']} on {died['host']} is gone)"
         else:
-            why = f"its run {m['run']} has ended ({runs[0]['status']})"
+            why = f"its run {run} has ended ({runs[0]['status']})"
         out.append({"what": name, "table": name, "reason": why})
     return out
 
