@@ -294,6 +294,20 @@ def connect(settings, database: str | None = None, *, create: bool = False, admi
     return Database(client, tgt, created=created)
 
 
+def connect_existing(settings, wait: float) -> Database:
+    """A connection for looking and cleaning up (health checks, the janitor, a deploy's smoke check): it never
+    creates the data directory or the database, and waits at most ``wait`` seconds for an embedded engine that
+    another chops process has open."""
+    tgt = target(settings)
+    if tgt.kind == "embedded" and not (tgt.path / "metadata").is_dir():
+        try:
+            shown = str(Path(tgt.path).relative_to(settings.root))
+        except ValueError:
+            shown = str(tgt.path)
+        raise WorkFailed(f"there is no embedded database at {shown} yet", hint="run: inv db.setup")
+    return connect(settings.with_overrides(clickhouse__lock_timeout=wait))
+
+
 def _close_client(client) -> None:
     try:
         client.close()

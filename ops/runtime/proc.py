@@ -420,13 +420,9 @@ def setting(settings, key: str, minimum: float = 0, maximum: float | None = None
 def connect(settings):
     """A connection for health checks and cleaning: never creates the data directory or the database, and waits
     at most ``proc.db_wait`` seconds for an embedded engine that another chops process has open."""
-    from ops.clickhouse.client import connect as open_database, target
-    from ops.core.errors import WorkFailed
+    from ops.clickhouse.client import connect_existing
 
-    tgt = target(settings)
-    if tgt.kind == "embedded" and not (tgt.path / "metadata").is_dir():
-        raise WorkFailed(f"there is no embedded database at {_rel(settings, tgt.path)} yet", hint="run: inv db.setup")
-    return open_database(settings.with_overrides(clickhouse__lock_timeout=setting(settings, "proc.db_wait")))
+    return connect_existing(settings, wait=setting(settings, "proc.db_wait"))
 
 
 def clean_plan(settings, db=None, now: float | None = None) -> list[dict[str, Any]]:
