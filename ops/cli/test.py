@@ -21,8 +21,8 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
          workers=None, ci=False, json=False):
     """Run the tests in parallel; write reports/results.json and reports/junit.xml; --ci adds the gates."""
     from ops.core import output
-    from ops.dev import testing
     from ops.core.errors import BadInput, WorkFailed
+    from ops.dev import benchmarks, testing
 
     s = settings()
     if ci and (unit or integration or e2e or fast or smoke or k):
@@ -40,7 +40,7 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
     gates = []
     if ci:
         gates.append(testing.coverage_gate(measured, s.get("test.coverage_min")))
-        gates.extend(_performance_gate(s))
+        gates.extend(benchmarks.performance_gate(s))
     if json:
         output.print_json({**results, "coverage": measured, "gates": gates})
     else:
@@ -57,15 +57,3 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
     failed = [g for g in gates if not g["passed"]]
     if failed:
         raise WorkFailed("gate failed: " + "; ".join(g.get("reason") or g["gate"] for g in failed))
-
-
-def _performance_gate(s) -> list[dict]:
-    """Run the benchmarks (best of bench.rounds) and judge their ratios against the configured limits."""
-    from ops.dev import gates
-    from ops.cli.bench import run_benchmarks
-
-    names = [n.strip() for n in s.get("bench.ci_benchmarks").split(",") if n.strip()]
-    _, rows = run_benchmarks(s, int(s.get("bench.rounds")), only=names, show=False)
-    for row in rows:
-        row["reason"] = "" if row["passed"] else gates.describe(row)
-    return rows

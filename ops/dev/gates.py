@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ops.core.errors import BadInput, WorkFailed
+from ops.core.output import print_table
 
 BASELINE = "python -c 'import invoke'"
 BASELINE_LABEL = "import invoke"
@@ -63,8 +64,6 @@ def describe(row: dict[str, Any]) -> str:
 
 
 def print_gate(rows: list[dict[str, Any]]) -> None:
-    from ops.core.output import print_table
-
     print_table([(r["gate"], f"{r['measured']:.2f}x", f"{r['limit']:g}x", "pass" if r["passed"] else "FAIL")
                  for r in rows], ["gate", "measured (best)", "limit", "result"], title="performance gate",
                 right=["measured (best)", "limit"])

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cli_latency():
-    from ops.cli.bench import load_benchmark
+    from ops.dev.benchmarks import load_benchmark
 
     return load_benchmark("cli_latency")
 

@@ -15,7 +15,7 @@ SIZES = {"rows_per_day": 2000, "days_long": 4, "days_short": 2}
 
 @pytest.fixture(scope="module")
 def bench():
-    from ops.cli.bench import load_benchmark
+    from ops.dev.benchmarks import load_benchmark
 
     return load_benchmark("backfill")
 

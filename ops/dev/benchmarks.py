@@ -1,0 +1,70 @@
+"""The benchmarks (``bench/*.py``, scripts rather than a package): load one, measure it, write its report, and turn
+its ratios into the performance gate's rows (``bench.max_*`` limits). ``inv bench`` and ``inv test --ci`` call
+:func:`run_benchmarks`."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ops import ROOT
+from ops.core import output
+from ops.dev import gates
+
+BENCHMARKS = ("cli_latency", "migrations", "pipeline_run", "backfill")
+
+
+def gate_rows(name: str, result: dict, s) -> list[dict]:
+    """The performance gate's rows for one benchmark's result: ratios only, against bench.max_* limits."""
+    if name == "cli_latency":
+        return gates.performance_gate(result, s)
+    if name == "migrations":
+        return [gates.ratio_gate(f"{result['count']} migrations vs direct DDL", result["ratio"]["best"],
+                                 s.get("bench.max_migrations_ratio"))]
+    if name == "pipeline_run":
+        return [gates.ratio_gate(f"{result['rows']:,}-row pipeline run vs direct load", result["ratio"]["best"],
+                                 s.get("bench.max_pipeline_run_ratio"))]
+    d = result["days"]
+    return [gates.ratio_gate(f"{d['long']}-day backfill vs direct statements", result["ratio"]["best"],
+                             s.get("bench.max_backfill_ratio")),
+            gates.ratio_gate(f"{d['long']} days vs {d['long']}/{d['short']} x {d['short']} days", result["scaling"],
+                             s.get("bench.max_backfill_scaling")),
+            gates.ratio_gate("backfill peak RSS vs direct", result["rss_ratio"], s.get("bench.max_backfill_rss_ratio"))]
+
+
+def load_benchmark(name: str):
+    """bench/<name>.py as a module; bench/ is a directory of scripts, not a package."""
+    path = ROOT / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"chops_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmarks(s, rounds: int, only: str | list[str] | None = None, show: bool = True) -> tuple[dict, list[dict]]:
+    """Measure each benchmark, write reports/bench/<name>.json, and return the results and the gate's rows."""
+    names = [only] if isinstance(only, str) else list(only) if only else list(BENCHMARKS)
+    results, rows = {}, []
+    for name in names:
+        module = load_benchmark(name)
+        # the heavy ones: best of at most 3 (the 30-day backfill: one round is ~2.5 minutes)
+        n = rounds if name == "cli_latency" else 1 if name == "backfill" else min(rounds, 3)
+        output.info(f"benchmark {name}: {n} round(s)")
+        result = module.measure(rounds=n)
+        rows += gate_rows(name, result, s)
+        path = s.path("paths.reports") / "bench" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(output.to_json(result) + "\n")
+        results[name] = result
+        if show:
+            module.print_report(result)
+    return results, rows
+
+
+def performance_gate(s) -> list[dict]:
+    """CI's performance gate: the benchmarks of ``bench.ci_benchmarks`` (best of ``bench.rounds``), judged against
+    the configured limits, each failed row with its reason."""
+    names = [n.strip() for n in s.get("bench.ci_benchmarks").split(",") if n.strip()]
+    _, rows = run_benchmarks(s, int(s.get("bench.rounds")), only=names, show=False)
+    for row in rows:
+        row["reason"] = "" if row["passed"] else gates.describe(row)
+    return rows
