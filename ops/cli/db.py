@@ -190,7 +190,6 @@ def new(c, name, dry_run=False):
 def rollback(c, count=None, to=None, dry_run=False, json=False):
     """Roll back applied migrations (newest first), or undo what ran of a dirty one."""
     from ops.core import output
-    from ops.core.errors import BadInput
 
     if count is not None:
         count = whole_number(count, "--count", minimum=0)

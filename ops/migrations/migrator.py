@@ -1,112 +1,42 @@
-"""Migrations: yoyo for files, dependencies and ordering; chops for what ClickHouse needs on top.
+"""Migrations: yoyo finds the files and orders them; chops adds what ClickHouse needs on top.
 
-ClickHouse DDL is not transactional, so an attempt is journaled statement by statement in
-``_chops_migration_log`` (see ``ops.migrations.yoyo_backend``): ``begin``, one ``statement`` event after each statement
-that ran, then ``done`` (or ``failed``). From that journal every migration is:
+:class:`Migrations` is the migrations of one directory against one database: apply (and ``--resume``), rollback
+(and the undo of a dirty migration), mark/unmark, validate, status and history. It is built on
 
-* ``applied``: its latest completed operation applied or marked it, and the file's checksum is unchanged;
-* ``drifted``: applied, but the file on disk is not what was applied (or it is gone);
-* ``dirty``: an attempt began and did not finish (a statement failed, or the process died). ``db.migrate``
-  refuses to go on; ``db.migrate --resume`` continues from the first unfinished statement once the file is fixed
-  (statements that already ran must be unchanged), and ``db.rollback`` undoes the statements that ran;
-* ``pending``: never applied, or rolled back.
+* ``ops.migrations.files``: the files, their statements, checksums and cluster templating;
+* ``ops.migrations.journal``: the journal table, its write-ahead file, and the one fold that decides whether a
+  migration is applied, drifted, dirty or pending;
+* ``ops.migrations.yoyo_backend``: yoyo's order and the migration lock.
+
+A dirty migration stops ``db.migrate``; ``db.migrate --resume`` continues from the first unfinished statement once
+the file is fixed (statements that already ran must be unchanged), and ``db.rollback`` undoes the statements that ran.
 
 On a server, journal writes are batched so that each migration costs one insert beyond its own statements: a
 statement's ``statement`` event, the migration's ``done`` and the next migration's ``begin`` travel in one INSERT.
 On the embedded engine a run's events go through a write-ahead file and reach the journal in one INSERT at the
-end (``ops.migrations.yoyo_backend.PendingEvents``); a run killed mid-way leaves the file, which readers merge and the
-next writer replays.
+end (``ops.migrations.journal.PendingEvents``).
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
-import hashlib
-import os
 import re
-import socket
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from ops.core.errors import BadInput, WorkFailed
-from ops.core.graph import find_cycle
-from ops.migrations.yoyo_backend import LOG_TABLE, ClickHouseBackend, PendingEvents, utc_now_text
+from ops.clickhouse.client import connect, first_line, target
 from ops.core import pidfile
+from ops.core.errors import BadInput, WorkFailed
+from ops.core.timefmt import stamp_micro
+from ops.migrations.files import (MigrationFile, check_files, cluster_of, finding, new_files, read_files, rel,
+                                  render, sha)
+from ops.migrations.journal import PendingEvents, State, event_row, fold, read_events
+from ops.migrations.yoyo_backend import ClickHouseBackend, in_order
 
-FILE_NAME = re.compile(r"^(?P<number>\d{4,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
-NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+__all__ = ["MigrationFile", "Migrations", "State"]
+
 SYNTAX_ERROR = re.compile(r"Code: 62\b|SYNTAX_ERROR")
-
-TEMPLATE = """\
--- {id}: {title}
---
--- Statements are separated by `;` (semicolons inside strings and comments are fine).
--- Write every ENGINE clause explicitly. `ON CLUSTER {{cluster}}` is kept on a cluster
--- (clickhouse.cluster) and removed elsewhere, so one file serves the embedded engine and a cluster.
--- Another migration that must run first: a line `-- depends: NNNN_name` at the top.
--- ClickHouse DDL is not transactional: prefer IF NOT EXISTS / IF EXISTS so a statement can run twice.
-
-"""
-
-ROLLBACK_TEMPLATE = """\
--- Rollback of {id}: undo its statements, the last one first (statement 1 here undoes the last of {id}).
-
-"""
-
-
-@dataclass
-class MigrationFile:
-    """One migration as it is on disk."""
-
-    id: str
-    number: int
-    path: Path
-    rollback_path: Path | None
-    checksum: str
-    depends: list[str]
-    statements: list[Any]  # ops.migrations.sqlsplit.Statement
-    rollback_statements: list[Any]
-    yoyo: Any = None  # the yoyo Migration
-
-    def statement_sha(self, index: int) -> str:
-        return _sha(self.statements[index].text)
-
-
-@dataclass
-class State:
-    """What the journal says about one migration."""
-
-    id: str
-    state: str = "pending"  # pending | applied | drifted | dirty
-    applied_at: str | None = None
-    applied_by: str | None = None
-    checksum: str | None = None
-    # the attempt in progress (dirty): its operation, statements done {index: sha}, and what failed
-    operation: str | None = None
-    attempt_id: str | None = None
-    done: dict[int, str] = field(default_factory=dict)
-    failed_statement: int | None = None
-    error: str | None = None
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 class Migrations:
@@ -124,70 +54,17 @@ class Migrations:
 
     def files(self) -> list[MigrationFile]:
         """Every migration file, in file order. Names are checked; duplicate numbers are reported by validate."""
-        from yoyo import read_migrations
-
-        from ops.migrations.sqlsplit import split_statements
-
-        if not self.directory.is_dir():
-            raise BadInput(f"migrations directory {_rel(self.directory, self.settings.root)} does not exist",
-                           hint="create it, or set migrations.dir")
-        bad = [p.name for p in self.directory.iterdir() if p.suffix == ".sql" and not p.name.endswith(".rollback.sql")
-               and not FILE_NAME.match(p.name)]
-        if bad:
-            raise BadInput(f"migration file names must be NNNN_name.sql (lowercase, digits, _): {', '.join(sorted(bad))}")
-        result = []
-        migrations = list(read_migrations(str(self.directory)))
-        by_id = {m.id: m for m in migrations}
-        for migration in migrations:
-            path = Path(migration.path)
-            rollback = path.with_name(f"{migration.id}.rollback.sql")
-            text = path.read_text(encoding="utf-8")
-            result.append(MigrationFile(
-                id=migration.id,
-                number=int(FILE_NAME.match(path.name)["number"]),
-                path=path,
-                rollback_path=rollback if rollback.exists() else None,
-                checksum=file_checksum(path),
-                depends=_depends(text),
-                statements=self._split(path, text),
-                rollback_statements=self._split(rollback, rollback.read_text(encoding="utf-8")) if rollback.exists() else [],
-                yoyo=migration,
-            ))
-        for f in result:
-            # yoyo would load each file again (splitting it with sqlparse, which does not know ClickHouse's
-            # heredocs) just to read `-- depends:`; hand it what we parsed. Unknown ids are left to validate().
-            f.yoyo.steps = []
-            f.yoyo._depends = {by_id[d] for d in f.depends if d in by_id}
-        return result
-
-    def _split(self, path: Path, text: str):
-        from ops.migrations.sqlsplit import split_statements
-
-        try:
-            return split_statements(text)
-        except BadInput as exc:
-            raise BadInput(f"{_rel(path, self.settings.root)}: {exc.message}") from None
+        return read_files(self.directory, self.settings.root)
 
     def render(self, statement_text: str, path: Path) -> str:
-        from ops.migrations.sqlsplit import render
-
-        try:
-            return render(statement_text, self.cluster)
-        except BadInput as exc:
-            raise BadInput(f"{_rel(path, self.settings.root)}: {exc.message}") from None
+        return render(statement_text, self.cluster, path, self.settings.root)
 
     @property
     def cluster(self) -> str | None:
-        from ops.clickhouse.client import target
-
-        if target(self.settings).kind != "server":
-            return None  # the embedded engine has no cluster: ON CLUSTER {cluster} is removed
-        return self.settings.get("clickhouse.cluster") or None
+        return cluster_of(self.settings)
 
     def statement_settings(self) -> dict[str, int]:
         """Settings each migration statement runs with: wait for ALTERs and mutations everywhere they apply."""
-        from ops.clickhouse.client import target
-
         if target(self.settings).kind != "server":
             return {}  # chDB runs mutations synchronously already
         level = 2 if self.cluster else 1
@@ -196,31 +73,13 @@ class Migrations:
     def new(self, name: str, dry_run: bool = False) -> list[Path]:
         """Write the next-numbered NNNN_name.sql and NNNN_name.rollback.sql from the template (``dry_run``: only
         say which)."""
-        if not name or "/" in name or "\\" in name or ".." in name or any(c.isspace() for c in name):
-            raise BadInput(f"migration name {name!r} must be a plain name: no paths, no spaces (e.g. add_events_table)")
-        if not NAME.match(name):
-            raise BadInput(f"migration name {name!r} may hold only lowercase letters, digits and _ (e.g. add_events_table)")
-        if not self.directory.is_dir():
-            raise BadInput(f"migrations directory {_rel(self.directory, self.settings.root)} does not exist")
-        numbers = [int(m["number"]) for p in self.directory.iterdir()
-                   if (m := re.match(r"^(?P<number>\d{4,})_", p.name))]
-        mid = f"{max(numbers, default=0) + 1:04d}_{name}"
-        path = self.directory / f"{mid}.sql"
-        rollback = self.directory / f"{mid}.rollback.sql"
-        if dry_run:
-            return [path, rollback]
-        title = name.replace("_", " ")
-        path.write_text(TEMPLATE.format(id=mid, title=title))
-        rollback.write_text(ROLLBACK_TEMPLATE.format(id=mid))
-        return [path, rollback]
+        return new_files(self.directory, self.settings.root, name, dry_run)
 
     # --- the journal ---------------------------------------------------------------------------------------------
 
     @property
     def db(self):
         if self._db is None:
-            from ops.clickhouse.client import connect
-
             self._db = connect(self.settings)
         return self._db
 
@@ -256,54 +115,15 @@ class Migrations:
             pending.finish()
 
     def journal(self) -> list[dict[str, Any]]:
-        if not self.backend._internal_schema_updated and not self.backend.journal_exists():
+        """Every journal event in order, a killed run's write-ahead events included."""
+        if not self.backend.journal_exists():
             return []  # nothing ever ran here; reading creates nothing
-        rows = self.db.rows(
-            f"SELECT toString(id) AS id, attempt_id, migration_id, operation, event, statement, statement_sha, "
-            f"checksum, error, username, hostname, pid, command, created_at_utc FROM {LOG_TABLE} "
-            "ORDER BY created_at_utc, statement"
-        )
-        unflushed = self.pending_events.leftover()
-        if unflushed:
-            seen = {r["id"] for r in rows}
-            rows += [{k: v for k, v in e.items() if k != "migration_hash"}
-                     | {"created_at_utc": datetime.strptime(e["created_at_utc"], "%Y-%m-%d %H:%M:%S.%f")}
-                     for e in unflushed if e["id"] not in seen]
-            rows.sort(key=lambda r: (r["created_at_utc"], r["statement"]))
-        return rows
+        return read_events(self.db, self.pending_events.leftover())
 
     def states(self, files: list[MigrationFile] | None = None) -> dict[str, State]:
-        """The state of every migration known to the journal or on disk."""
+        """The state of every migration known to the journal or on disk (``ops.migrations.journal.fold``)."""
         files = self.files() if files is None else files
-        states: dict[str, State] = {f.id: State(f.id) for f in files}
-        for e in self.journal():
-            if e["event"] == "log":
-                continue
-            st = states.setdefault(e["migration_id"], State(e["migration_id"]))
-            if e["event"] == "begin":
-                if not (st.operation == e["operation"] and st.state == "dirty"):
-                    st.done = {}  # a new attempt; a resumed one keeps what ran before
-                st.state, st.operation, st.attempt_id = "dirty", e["operation"], e["attempt_id"]
-                st.failed_statement, st.error = None, None
-            elif e["event"] == "statement":
-                st.done[int(e["statement"])] = e["statement_sha"]
-            elif e["event"] == "failed":
-                st.failed_statement, st.error = int(e["statement"]), e["error"]
-            elif e["event"] == "done":
-                if e["operation"] in ("apply", "mark"):
-                    st.state, st.checksum = "applied", e["checksum"] or None
-                    st.applied_at = e["created_at_utc"].strftime("%Y-%m-%d %H:%M:%S UTC")
-                    st.applied_by = f"{e['username']}@{e['hostname']}"
-                else:
-                    st.state, st.checksum, st.applied_at, st.applied_by = "pending", None, None, None
-                st.operation, st.attempt_id, st.done = None, None, {}
-                st.failed_statement, st.error = None, None
-        by_id = {f.id: f for f in files}
-        for st in states.values():
-            f = by_id.get(st.id)
-            if st.state == "applied" and (f is None or (st.checksum and st.checksum != f.checksum)):
-                st.state = "drifted"
-        return states
+        return fold(self.journal(), {f.id: f.checksum for f in files})
 
     def status(self) -> list[dict[str, Any]]:
         files = self.files()
@@ -326,46 +146,25 @@ class Migrations:
         return rows
 
     def _event_row(self, f: MigrationFile | str, operation: str, event: str, attempt: str, statement: int = 0,
-                   statement_sha: str = "", error: str = "") -> list[Any]:
-        mid = f if isinstance(f, str) else f.id
-        checksum = "" if isinstance(f, str) else f.checksum
-        user, host, pid, command = _who()
-        return [str(uuid.uuid4()), attempt, mid, hashlib.sha256(mid.encode()).hexdigest(), operation, event,
-                statement, statement_sha, checksum, error[:2000], user, host, pid, command, utc_now_text()]
+                   statement_sha: str = "", error: str = "") -> dict[str, Any]:
+        mid, checksum = (f, "") if isinstance(f, str) else (f.id, f.checksum)
+        return event_row(mid, checksum, operation, event, attempt, statement, statement_sha, error)
 
-    def _write(self, rows: list[list[Any]]) -> None:
-        """Record journal events: in one INSERT (atomic: a MergeTree part), or appended to the run's write-ahead
-        file. Values travel as JSONEachRow data, never spliced into SQL."""
-        self.pending_events.write([dict(zip(_COLUMNS, row)) for row in rows])
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Record journal events (``ops.migrations.journal.PendingEvents.write``)."""
+        self.pending_events.write(rows)
 
     # --- checks ------------------------------------------------------------------------------------------------
 
     def validate(self, check_sql: bool = True, files: list[MigrationFile] | None = None) -> list[dict[str, str]]:
-        """Every problem found: ``{"level": "error"|"warning", "check", "migration", "message"}``."""
+        """Every problem found: ``{"level": "error"|"warning", "check", "migration", "message"}``: the files' own
+        (``ops.migrations.files.check_files``), then drift, dirt and conflicts, then (``check_sql``) the syntax of
+        pending migrations."""
         files = self.files() if files is None else files
-        findings: list[dict[str, str]] = []
+        findings = check_files(files)
 
         def add(level, check, migration, message):
-            findings.append({"level": level, "check": check, "migration": migration, "message": message})
-
-        by_number: dict[int, list[str]] = {}
-        for f in files:
-            by_number.setdefault(f.number, []).append(f.id)
-        for number, ids in sorted(by_number.items()):
-            if len(ids) > 1:
-                add("error", "duplicate", ids[0], f"number {number:04d} is used by {' and '.join(ids)}; renumber one")
-        ids = {f.id for f in files}
-        for f in files:
-            for dep in f.depends:
-                if dep not in ids:
-                    add("error", "depends", f.id, f"{f.id} depends on {dep}, which does not exist")
-            if f.rollback_path is None:
-                add("warning", "rollback", f.id, f"{f.id} has no rollback file ({f.id}.rollback.sql)")
-            if not f.statements:
-                add("warning", "empty", f.id, f"{f.id} has no statements")
-        cycle = find_cycle({f.id: [d for d in f.depends if d in ids] for f in files})
-        if cycle:
-            add("error", "cycle", cycle[0], "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
+            findings.append(finding(level, check, migration, message))
 
         states = self.states(files)
         applied_numbers = [f.number for f in files if states[f.id].state in ("applied", "drifted")]
@@ -406,7 +205,7 @@ class Migrations:
             except Exception as exc:  # only a parse error counts; EXPLAIN AST resolves nothing else
                 if not SYNTAX_ERROR.search(str(exc.__cause__ or exc)):
                     continue
-                problems.append((f.id, f"{_rel(f.path, self.settings.root)} statement {i + 1} (line {stmt.line}): "
+                problems.append((f.id, f"{rel(f.path, self.settings.root)} statement {i + 1} (line {stmt.line}): "
                                        f"{_clean_error(exc)}"))
         return problems
 
@@ -425,6 +224,8 @@ class Migrations:
         """The pending migrations in the order they would apply (yoyo's order: files, then -- depends:)."""
         files = self.files() if files is None else files
         target = self._resolve(files, to)
+        # Applied as the journal *table* says (backend.applied_ids), before the lock is taken: events of a killed run
+        # still in its write-ahead file are not seen (issue 13: plan from self.states(), under the lock).
         pending = self._pending(files)
         if target is not None:
             if target.id not in {f.id for f in pending}:
@@ -434,18 +235,14 @@ class Migrations:
         return pending
 
     def _pending(self, files: list[MigrationFile]) -> list[MigrationFile]:
-        from yoyo import exceptions as yoyo_exceptions
-        from yoyo.migrations import MigrationList
-        from yoyo.topologicalsort import CycleError
+        """What yoyo's ``to_apply`` answers: the migrations not applied, in yoyo's order."""
+        applied = set(self.backend.applied_ids())
+        return _in_order([f for f in files if f.id not in applied])
 
-        by_id = {f.id: f for f in files}
-        try:
-            ordered = self.backend.to_apply(MigrationList([f.yoyo for f in files]))
-        except yoyo_exceptions.BadMigration as exc:
-            raise BadInput(f"a migration depends on one that does not exist: {exc.args[0]}") from None
-        except CycleError as exc:
-            raise BadInput(f"dependency cycle among migrations: {', '.join(m.id for m in exc.args[1])}") from None
-        return [by_id[m.id] for m in ordered]
+    def _applied(self, files: list[MigrationFile]) -> list[MigrationFile]:
+        """What yoyo's ``to_rollback`` answers: the applied migrations, newest first."""
+        applied = set(self.backend.applied_ids())
+        return _in_order([f for f in files if f.id in applied])[::-1]
 
     def migrate(self, to: str | None = None, dry_run: bool = False, resume: bool = False,
                 progress: Callable[[MigrationFile, int, int], None] | None = None) -> dict[str, Any]:
@@ -474,7 +271,7 @@ class Migrations:
                 self._refuse_on_errors(files, allow_dirty=False)
                 plan = self.plan(to, files)
 
-            pending_event: list[list[Any]] = []
+            pending_event: list[dict[str, Any]] = []
             for n, f in enumerate(plan):
                 pidfile.working(self.settings, "db.migrate", f.id, progress=f"{n}/{len(plan)}")
                 if progress:
@@ -496,15 +293,15 @@ class Migrations:
         more = f" (and {len(findings) - 1} more: inv db.validate)" if len(findings) > 1 else ""
         raise BadInput(first["message"] + more, hint="nothing was applied")
 
-    def _apply_one(self, f: MigrationFile, carry: list[list[Any]], resume: bool) -> list[list[Any]]:
+    def _apply_one(self, f: MigrationFile, carry: list[dict[str, Any]], resume: bool) -> list[dict[str, Any]]:
         """Run one migration's statements, journaling each; returns the ``done`` row still to be written."""
         attempt = str(uuid.uuid4())
         done: dict[int, str] = {}
         if resume:
             st = self.states()[f.id]
             done = st.done
-            for index, sha in sorted(done.items()):
-                if index >= len(f.statements) or f.statement_sha(index) != sha:
+            for index, digest in sorted(done.items()):
+                if index >= len(f.statements) or f.statement_sha(index) != digest:
                     raise BadInput(f"{f.id}: statement {index + 1} already ran and has changed since; "
                                    "restore it (only statements that did not run may be fixed)")
         self._write(carry + [self._event_row(f, "apply", "begin", attempt)])
@@ -519,7 +316,7 @@ class Migrations:
                 error = _clean_error(exc)
                 self._write([self._event_row(f, "apply", "failed", attempt, index, f.statement_sha(index), error)])
                 raise WorkFailed(
-                    f"{_rel(f.path, self.settings.root)} statement {index + 1} of {len(f.statements)} "
+                    f"{rel(f.path, self.settings.root)} statement {index + 1} of {len(f.statements)} "
                     f"(line {stmt.line}) failed: {error}; {f.id} is now dirty",
                     hint="fix it and run: inv db.migrate --resume, or undo it with: inv db.rollback",
                 ) from None
@@ -551,9 +348,7 @@ class Migrations:
             chosen.append((f, self._undo_statements(f, st)))
         if dirty and count is None and to is None:
             return chosen
-        from yoyo.migrations import MigrationList
-
-        applied = [by_id[m.id] for m in self.backend.to_rollback(MigrationList([f.yoyo for f in files]))]
+        applied = self._applied(files)  # the journal table's view, as in plan()
         missing = [st.id for st in states.values() if st.state == "drifted" and st.id not in by_id]
         if missing:
             raise BadInput(f"{missing[0]} is applied but its file is gone; restore it or run: inv db.unmark {missing[0]}")
@@ -613,10 +408,10 @@ class Migrations:
                                         settings=self.statement_settings() or None)
                     except Exception as exc:
                         error = _clean_error(exc)
-                        self._write([self._event_row(f, "rollback", "failed", attempt, index, _sha(stmt.text), error)])
+                        self._write([self._event_row(f, "rollback", "failed", attempt, index, sha(stmt.text), error)])
                         raise WorkFailed(f"rollback of {f.id} failed at statement {index + 1}: {error}; "
                                          f"{f.id} is dirty", hint="fix the rollback file and run inv db.rollback again")
-                    self._write([self._event_row(f, "rollback", "statement", attempt, index, _sha(stmt.text))])
+                    self._write([self._event_row(f, "rollback", "statement", attempt, index, sha(stmt.text))])
                 self._write([self._event_row(f, "rollback", "done", attempt)])
                 done.append(f.id)
         return {"rolled_back": done, "plan": rendered, "dry_run": False}
@@ -658,40 +453,22 @@ class Migrations:
         return holder
 
     def history(self, ident: str | None = None) -> list[dict[str, Any]]:
+        """The journal's events (of one migration, by id or number), statements numbered from 1."""
         rows = self.journal()
         if ident:
             rows = [r for r in rows if r["migration_id"] == ident or r["migration_id"].split("_")[0] == ident]
         return [{**r, "statement": r["statement"] + 1 if r["event"] in ("statement", "failed") else None,
-                 "created_at_utc": r["created_at_utc"].strftime("%Y-%m-%d %H:%M:%S.%f")} for r in rows
+                 "created_at_utc": stamp_micro(r["created_at_utc"])} for r in rows
                 if r["event"] != "log"]
 
 
-_COLUMNS = ("id", "attempt_id", "migration_id", "migration_hash", "operation", "event", "statement",
-            "statement_sha", "checksum", "error", "username", "hostname", "pid", "command", "created_at_utc")
-
-
-@functools.lru_cache(maxsize=1)
-def _who() -> tuple[str, str, int, str]:
-    """This process, as the journal records it: user, host, pid, command line."""
-    from ops.core.process import command_line
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry (containers): the uid will do
-        user = str(os.getuid())
-    return user, socket.gethostname(), os.getpid(), command_line()
-
-
-def _depends(text: str) -> list[str]:
-    from yoyo.migrations import parse_metadata_from_sql_comments
-
-    directives, _, _ = parse_metadata_from_sql_comments(text)
-    return directives.get("depends", "").split()
+def _in_order(files: list[MigrationFile]) -> list[MigrationFile]:
+    """``files`` in yoyo's order: file order, each after the ones among them it depends on."""
+    by_id = {f.id: f for f in files}
+    return [by_id[mid] for mid in in_order([f.id for f in files], {f.id: f.depends for f in files})]
 
 
 def _clean_error(exc: Exception) -> str:
-    from ops.clickhouse.client import first_line
-
     text = first_line(exc.__cause__ or exc)
     text = re.sub(r"^ClickHouse refused `.*?`: ", "", text)
     return re.sub(r"\s*FORMAT Native\.?", "", text)

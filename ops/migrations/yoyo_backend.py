@@ -1,10 +1,11 @@
-"""A yoyo-migrations backend for ClickHouse, over ``clickhouse_connect.dbapi``.
+"""A yoyo-migrations backend for ClickHouse, over ``clickhouse_connect.dbapi``, and the migration lock.
 
 yoyo keeps what it is good at: reading migration directories, ``-- depends:``, rollback files, ordering
-(``to_apply`` / ``to_rollback``), marking and unmarking. This backend overrides only ClickHouse's gaps, one
-comment each, and stores yoyo's bookkeeping in one append-only journal table, ``_chops_migration_log``, with an
-explicit engine and microsecond UTC timestamps. chops' own migrator (``ops.migrations.migrator``) writes its per-statement
-events into the same table, so "applied", "dirty" and "drifted" are all read from one place.
+(``to_apply`` / ``to_rollback``, and :func:`in_order` for chops' own migrator), marking and unmarking. This backend
+overrides only ClickHouse's gaps, one comment each, and stores yoyo's bookkeeping in chops' append-only journal
+table, ``_chops_migration_log`` (``ops.migrations.journal``: explicit engine, microsecond UTC timestamps), where the
+migrator writes its per-statement events too. What yoyo calls applied is what the journal's one fold says
+(``ops.migrations.journal.fold``), not a second definition in SQL.
 
 It runs on the connection chops already has (``ops.clickhouse.connect``): the embedded engine and servers alike.
 Plain yoyo works on it too::
@@ -12,67 +13,47 @@ Plain yoyo works on it too::
     backend = ClickHouseBackend(connect(settings))
     with backend.lock():
         backend.apply_migrations(backend.to_apply(read_migrations("migrations")))
+
+The lock is a table, ``_chops_migration_lock``, whose COMMENT is its holder's :class:`~ops.core.process.Holder`
+record (JSON with host, pid, command, since, …).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Iterable, Mapping
 
 from yoyo.backends.base import DatabaseBackend
+from yoyo.migrations import get_migration_hash
+from yoyo.topologicalsort import CycleError, topological_sort
+from yoyo.utils import change_param_style
 
-from ops.core.errors import LockTimeout
+from ops.clickhouse.client import sql_string
+from ops.core.errors import BadInput, LockTimeout
+from ops.core.output import info
+from ops.core.process import Holder
+from ops.core.timefmt import stamp_micro
+from ops.migrations.journal import LOG_TABLE, completed_applied, fold, log_table_sql, read_events
 
-LOG_TABLE = "_chops_migration_log"
+__all__ = ["LOCK_TABLE", "LOG_TABLE", "ClickHouseBackend", "describe", "in_order"]
+
 LOCK_TABLE = "_chops_migration_lock"
 VERSION_TABLE = "_chops_migration_version"
 SCHEMA_VERSION = 1
 
 
-_last_stamp: datetime | None = None
-
-
-def utc_now_text() -> str:
-    """Now, as text DateTime64(6, 'UTC') parses exactly, strictly increasing within this process, so journal
-    events written in one INSERT keep their order. (clickhouse-connect's binding of a datetime drops the
-    microseconds, hence text.)"""
-    global _last_stamp
-    from datetime import timedelta
-
-    now = datetime.now(timezone.utc)
-    if _last_stamp is not None and now <= _last_stamp:
-        now = _last_stamp + timedelta(microseconds=1)
-    _last_stamp = now
-    return now.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def log_table_sql(cluster: str | None, replicated: bool) -> str:
-    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
-    engine = ("ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
-              if replicated else "MergeTree")
-    return (
-        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE}{on_cluster} ("
-        "id UUID, attempt_id String, migration_id String, migration_hash String, "
-        "operation LowCardinality(String), event LowCardinality(String), "
-        "statement UInt32, statement_sha String, checksum String, error String, "
-        "username String, hostname String, pid UInt32, command String, "
-        "created_at_utc DateTime64(6, 'UTC')"
-        f") ENGINE = {engine} ORDER BY (migration_id, created_at_utc, statement)"
-        # small parts in one file each: an append of a few events costs half as much (measured on chDB)
-        " SETTINGS min_bytes_for_full_part_storage = 10485760"
-    )
-
-
-# Hashes of the migrations whose latest completed operation applied (or marked) them, oldest first.
-APPLIED_SQL = (
-    f"SELECT migration_hash FROM (SELECT migration_hash, argMax(operation, (created_at_utc, statement)) AS op, "
-    f"max(created_at_utc) AS at FROM {LOG_TABLE} WHERE event = 'done' GROUP BY migration_hash) "
-    "WHERE op IN ('apply', 'mark') ORDER BY at"
-)
+def in_order(ids: Iterable[str], depends: Mapping[str, Iterable[str]]) -> list[str]:
+    """yoyo's order (the topological sort its ``to_apply`` and ``to_rollback`` use): ``ids`` as given (file
+    order), each after the ones among them it depends on. A cycle is bad input."""
+    ids = list(ids)
+    among = set(ids)
+    try:
+        return list(topological_sort(ids, {i: set(depends.get(i, ())) & among for i in ids}))
+    except CycleError as exc:
+        raise BadInput(f"dependency cycle among migrations: {', '.join(exc.args[1])}") from None
 
 
 class ClickHouseBackend(DatabaseBackend):
@@ -84,8 +65,8 @@ class ClickHouseBackend(DatabaseBackend):
 
     # ClickHouse has no information_schema.tables scoped to the connection's database.
     list_tables_sql = "SELECT name FROM system.tables WHERE database = currentDatabase()"
-    # ClickHouse has no mutable bookkeeping row to insert, update or delete: every yoyo write is an event.
-    applied_migrations_sql = APPLIED_SQL
+    # ClickHouse has no mutable bookkeeping row to insert, update or delete: every yoyo write is an event (and
+    # what is applied is read by get_applied_migration_hashes, from the journal's fold, not by SQL of its own).
     mark_migration_sql = (
         f"INSERT INTO {LOG_TABLE} (id, attempt_id, migration_id, migration_hash, operation, event, "
         "username, hostname, pid, command, created_at_utc) VALUES (generateUUIDv4(), '', :migration_id, "
@@ -144,14 +125,20 @@ class ClickHouseBackend(DatabaseBackend):
         self._internal_schema_updated = True
 
     def journal_exists(self) -> bool:
-        return bool(self.db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                                   "AND name = {t:String}", {"t": LOG_TABLE}))
+        """Whether the journal table is there (known without a query once this backend has created it)."""
+        return self._internal_schema_updated or self.db.has_table(LOG_TABLE)
+
+    def applied_ids(self) -> list[str]:
+        """The migrations whose latest completed operation in the journal table applied or marked them, oldest
+        first: the journal's fold (``ops.migrations.journal``) over the table's events. A killed run's events that
+        are still in its write-ahead file are not read here."""
+        if not self.journal_exists():
+            return []  # reading must not create bookkeeping tables (yoyo's version does): a dry run changes nothing
+        return completed_applied(fold(read_events(self.db)))
 
     def get_applied_migration_hashes(self):
-        # Reading must not create bookkeeping tables (yoyo's version does): a dry run changes nothing.
-        if not self._internal_schema_updated and not self.journal_exists():
-            return []
-        return [row[0] for row in self.execute(self.format_sql(self.applied_migrations_sql)).fetchall()]
+        # One truth: yoyo's applied list is the journal's fold, not an SQL query of its own.
+        return [get_migration_hash(mid) for mid in self.applied_ids()]
 
     def begin(self):
         # ClickHouse has no transactions; a literal BEGIN is a syntax error.
@@ -184,13 +171,10 @@ class ClickHouseBackend(DatabaseBackend):
 
     def execute(self, sql, params=None):
         # Without parameters clickhouse-connect rewrites %% to %, which would change a migration's literals;
-        # datetimes are bound as text (see utc_now_text).
-        from yoyo import utils
-
+        # datetimes are bound as text (see ops.migrations.journal).
         if params:
-            params = {k: (v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v)
-                      for k, v in params.items()}
-        sql, queryparams = utils.change_param_style(self.driver.paramstyle, sql, params)
+            params = {k: (stamp_micro(v) if isinstance(v, datetime) else v) for k, v in params.items()}
+        sql, queryparams = change_param_style(self.driver.paramstyle, sql, params)
         cursor = self.cursor()
         cursor.execute(sql, queryparams or None, pyformat_encoded=bool(queryparams))
         return cursor
@@ -198,15 +182,13 @@ class ClickHouseBackend(DatabaseBackend):
     # --- the lock: yoyo's relies on a primary-key violation that ClickHouse never raises -------------------------
 
     def holder(self) -> dict | None:
-        """Who holds the migration lock (host, pid, command, since), or None."""
-        comment = self.db.scalar(
-            "SELECT comment FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-            {"t": LOCK_TABLE},
-        )
-        if comment is None:
+        """Who holds the migration lock (a :class:`~ops.core.process.Holder` record: host, pid, command, since, …),
+        or None."""
+        lock = self.db.table(LOCK_TABLE)
+        if lock is None:
             return None
         try:
-            return json.loads(comment)
+            return json.loads(lock["comment"])
         except ValueError:
             return {"host": "?", "pid": 0, "command": "?", "since": "?"}
 
@@ -216,29 +198,23 @@ class ClickHouseBackend(DatabaseBackend):
         if self._is_locked:
             yield
             return
-        from ops.core.process import command_line
-
         timeout = self.lock_timeout if timeout is None else timeout
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command_line(),
-              "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
-        comment = json.dumps(me).replace("\\", "\\\\").replace("'", "\\'")
+        comment = sql_string(json.dumps(Holder.me().as_dict()))
         on_cluster = f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
         deadline = time.monotonic() + timeout
         told = False
         while True:
             try:
                 self.db.command(f"CREATE TABLE {LOCK_TABLE}{on_cluster} (held UInt8) ENGINE = Memory "
-                                f"COMMENT '{comment}'")
+                                f"COMMENT {comment}")
                 break
             except Exception as exc:
                 if "already exists" not in str(exc).lower() and "TABLE_ALREADY_EXISTS" not in str(exc):
                     raise
             holder = self.holder()
-            if holder and is_stale(holder):
+            if (record := Holder.from_dict(holder)) is not None and record.gone():
                 # Its holder is provably gone (this host, pid dead or reused); a migration it left half done
                 # is marked dirty in the journal, so breaking the lock cannot let work be lost or repeated.
-                from ops.core.output import info
-
                 info(f"breaking the stale migration lock of {describe(holder)}: that process is no longer running")
                 self.break_lock()
                 continue
@@ -246,8 +222,6 @@ class ClickHouseBackend(DatabaseBackend):
                 raise LockTimeout(f"the migration lock is still held by {describe(holder)} after {timeout:g}s",
                                   hint="if that process is gone, run: inv db.break-lock")
             if not told:
-                from ops.core.output import info
-
                 info(f"waiting for the migration lock: held by {describe(holder)} (timeout {timeout:g}s)")
                 told = True
             time.sleep(0.2)
@@ -280,112 +254,7 @@ class _SharedView:
 
 
 def describe(holder: dict | None) -> str:
-    if not holder:
-        return "another process"
-    return f"pid {holder.get('pid')} ({holder.get('command')}) on {holder.get('host')} since {holder.get('since')}"
-
-
-def is_stale(holder: dict) -> bool:
-    """A holder on this host whose process is gone, or whose pid now belongs to a process started later."""
-    from ops.core.process import Holder
-
+    """A lock holder (a :class:`~ops.core.process.Holder` record) in words:
+    ``pid 12 (inv db.migrate) on host since …``."""
     record = Holder.from_dict(holder)
-    return record is not None and record.gone()
-
-
-class PendingEvents:
-    """Where a run's journal events go: straight into the journal, or (embedded engine) through a write-ahead file.
-
-    An INSERT into the journal costs about 5 ms on chDB (a new part), twice a small CREATE TABLE, and each
-    migration needs its ``begin`` on record before its first statement runs. On the embedded engine only one
-    process can have the data open, so while a writer holds the migration lock its events are appended to a file
-    inside the engine's data directory and flushed to the OS before the statement they precede (as durable as a
-    MergeTree part, which ClickHouse does not fsync either); they reach the journal in one INSERT when the run
-    ends. A run killed with -9 leaves the file behind: readers merge it into what they read, and the next writer
-    replays it into the journal under the lock, by event id, so an interrupted replay is repeated safely. The file
-    names the journal table's UUID, so a file left beside a database that was since recreated is discarded.
-    On a server several hosts may apply migrations, so every event is inserted as it happens.
-    """
-
-    def __init__(self, db):
-        self.db = db
-        self.path = (db.target.path / "chops" / f"migration-journal.{db.name}.wal"
-                     if db.target.kind == "embedded" and db.target.path else None)
-        self._file = None
-        self._rows: list[dict] = []
-
-    def _journal_uuid(self) -> str:
-        return str(self.db.scalar("SELECT toString(uuid) FROM system.tables WHERE database = currentDatabase() "
-                                  "AND name = {t:String}", {"t": LOG_TABLE}) or "")
-
-    def leftover(self) -> list[dict]:
-        """Events a killed writer left in the file (none when the file belongs to another journal table)."""
-        if self.path is None or not self.path.exists() or self._file is not None:
-            return list(self._rows)
-        lines = self.path.read_text().split("\n")
-        try:
-            header = json.loads(lines[0])
-        except ValueError:
-            return []
-        if header.get("journal") != self._journal_uuid():
-            return []
-        rows = []
-        for line in lines[1:]:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break  # the last line may be cut short by a kill: its statement never started
-        return rows
-
-    def replay(self) -> int:
-        """Insert what a killed writer left in the file and remove it; returns how many events were missing."""
-        if self.path is None or not self.path.exists():
-            return 0
-        rows = self.leftover()
-        if rows:
-            present = {r["id"] for r in self.db.rows(
-                # (an Array(UUID) parameter binds as an empty array here: compare as text)
-                f"SELECT toString(id) AS id FROM {LOG_TABLE} WHERE has({{ids:Array(String)}}, toString(id))",
-                {"ids": [r["id"] for r in rows]})}
-            rows = [r for r in rows if r["id"] not in present]
-            self.db.insert_rows(LOG_TABLE, rows)
-        self.path.unlink()
-        return len(rows)
-
-    def start(self) -> None:
-        """Under the migration lock: replay leftovers, then hold this run's events in the file."""
-        self.replay()
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w")
-        self._file.write(json.dumps({"journal": self._journal_uuid(), "pid": os.getpid()}) + "\n")
-        self._file.flush()
-        self._rows = []
-
-    def write(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        if self._file is None:
-            self.db.insert_rows(LOG_TABLE, rows)
-            return
-        self._file.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
-        self._file.flush()  # before the statement it records runs
-        self._rows.extend(rows)
-
-    def finish(self) -> None:
-        """Move this run's events into the journal in one INSERT and remove the file."""
-        if self._file is None:
-            return
-        self._file.close()
-        self._file = None
-        rows, self._rows = self._rows, []
-        self.db.insert_rows(LOG_TABLE, rows)
-        self.path.unlink()
-
-    def abandon(self) -> None:
-        """Stop writing without flushing (the journal is unreachable): the next writer replays the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-            self._rows = []
+    return record.describe() if record else "another process"

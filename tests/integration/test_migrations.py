@@ -385,7 +385,7 @@ def test_import_cli_writes_chops_layout(tmp_path, mdir):
 
 
 def test_cluster_rendering_and_server_settings(settings, mdir, tmp_path):
-    from ops.migrations.yoyo_backend import log_table_sql
+    from ops.migrations.journal import log_table_sql
 
     mdir.mkdir()
     write(mdir, "0001_r.sql", "CREATE TABLE r ON CLUSTER {cluster} (x UInt8) "
