@@ -22,9 +22,10 @@ def _known_names():
 def list_(c, json=False):
     """Running chops processes from their pid files: pid, what, since, progress; stale pid files are marked."""
     from ops.core import output
-    from ops.runtime import proc
+    from ops.core.timefmt import since
+    from ops.runtime.pidfiles import processes
 
-    rows = [{**p.as_dict(), "running_for": proc.running_for(p.since)} for p in proc.processes(settings())]
+    rows = [{**p.as_dict(), "running_for": since(p.since)} for p in processes(settings())]
     if json:
         return output.print_json(rows)
     if not rows:
@@ -46,12 +47,12 @@ def list_(c, json=False):
 def kill(c, name=None, all=False, grace=None, dry_run=False, json=False):
     """Stop chops processes: SIGTERM, then SIGKILL after the grace period; only pids from chops' own pid files."""
     from ops.core import output
-    from ops.runtime import proc
     from ops.core.errors import WorkFailed
+    from ops.runtime import pidfiles
 
     s = settings()
     grace = whole_number(grace if grace is not None else s.get("proc.kill_grace"), "--grace", minimum=0)
-    targets = proc.select(s, name, all, known=_known_names() if name else ())
+    targets = pidfiles.select(s, name, all, known=_known_names() if name else ())
     if dry_run or not targets:
         rows = [p.as_dict() for p in targets]
         if json:
@@ -62,7 +63,7 @@ def kill(c, name=None, all=False, grace=None, dry_run=False, json=False):
         output.info(f"dry run: would send SIGTERM to {len(rows)} process(es), SIGKILL after {grace}s; nothing was sent"
                     if targets else "no chops process is running; nothing to kill")
         return
-    outcomes = proc.kill(targets, grace, notify=None if json else output.info)
+    outcomes = pidfiles.kill(targets, grace, notify=None if json else output.info)
     if json:
         output.print_json({"dry_run": False, "grace": grace, "outcomes": outcomes})
     else:
@@ -76,20 +77,22 @@ def kill(c, name=None, all=False, grace=None, dry_run=False, json=False):
 @task(help={"dry_run": "list what would be removed; remove nothing", "json": "print what was removed as JSON"})
 def clean(c, dry_run=False, json=False):
     """Remove what dead processes left: stale pid files and locks, orphaned staging tables, old logs (proc.log_retention_days)."""
+    from ops.clickhouse.client import connect_existing
     from ops.core import output
-    from ops.runtime import proc
     from ops.core.errors import ChopsError, LockTimeout
+    from ops.runtime import janitor
+    from ops.runtime.config import setting
 
     s = settings()
     notes, db = [], None
     try:
-        db = proc.connect(s)
+        db = connect_existing(s, wait=setting(s, "proc.db_wait"))
     except LockTimeout as exc:
         notes.append(f"staging tables and the migration lock were not checked: {exc.message}; run again later")
     except ChopsError as exc:
         notes.append(f"staging tables and the migration lock were not checked: {exc.line()}")
-    plan = proc.clean_plan(s, db)
-    done = plan if dry_run else proc.clean(s, plan, db)
+    plan = janitor.clean_plan(s, db)
+    done = plan if dry_run else janitor.clean(s, plan, db)
     verb = "would remove" if dry_run else "removed"
     if json:
         return output.print_json({"dry_run": dry_run, verb.replace(" ", "_"): done, "notes": notes})
@@ -153,12 +156,12 @@ def logs(c, name=None, date=None, follow=False):
     import sys
 
     from ops.core import output
-    from ops.runtime import proc
     from ops.pipelines.definition import parse_day, zone
+    from ops.runtime import logs as run_logs
 
     s = settings()
     day = parse_day(date, zone("UTC")) if date else None
-    path = proc.find_log(s, name, day, known=_known_names() if name else ())
+    path = run_logs.find_log(s, name, day, known=_known_names() if name else ())
     output.info(f"==> {path} <==")
 
     def write(chunk: bytes) -> None:
@@ -168,7 +171,7 @@ def logs(c, name=None, date=None, follow=False):
     if not follow:
         return write(path.read_bytes())
     try:
-        proc.follow(path, write)
+        run_logs.follow(path, write)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how following ends
 

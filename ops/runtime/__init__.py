@@ -1,2 +1,3 @@
-"""chops' processes at run time: pid files (list, stop), the janitor (what dead processes leave), logs, and the
-health verdict. Imports ``migrations``, ``pipelines``, ``clickhouse`` and ``core``."""
+"""chops' processes at run time: pid files (list, stop: ``pidfiles``), the janitor (what dead processes leave:
+``janitor``), the run logs (``logs``), and the health verdict (``health``). Imports ``migrations``, ``pipelines``,
+``clickhouse`` and ``core``."""

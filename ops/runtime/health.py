@@ -25,11 +25,23 @@ The verdict is healthy when nothing fails; warnings are reported, never fatal.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
-from ops.pipelines import ledger
+from ops.clickhouse.client import connect_existing
+from ops.core.errors import ChopsError, LockTimeout
+from ops.core.output import human_bytes
+from ops.core.timefmt import aware, duration, utc_now
+from ops.migrations.migrator import Migrations
+from ops.pipelines import cron, ledger
+from ops.pipelines.definition import load_pipelines, next_run
+from ops.runtime import janitor
+from ops.runtime.config import setting, shown_path
+from ops.runtime.pidfiles import State, processes
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 NAMES = ("database", "migrations", "pipelines", "cron", "freshness", "failed runs", "disk", "locks", "pid files")
@@ -47,18 +59,6 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"healthy": count[FAIL] == 0, "passed": count[PASS], "warnings": count[WARN], "failed": count[FAIL]}
 
 
-def _ago(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m" if minutes else f"{seconds}s"
-
-
 def _span(delta: timedelta) -> str:
     """An interval as people say it: 24h, 1h, 15m, 7d."""
     minutes = int(delta.total_seconds() // 60)
@@ -67,10 +67,6 @@ def _span(delta: timedelta) -> str:
     if minutes % 60 == 0:
         return f"{minutes // 60}h"
     return f"{minutes}m"
-
-
-def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
 
 
 # --- the pure checks -------------------------------------------------------------------------------------------------
@@ -140,8 +136,6 @@ def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_r
 def interval(schedule: str, now: datetime) -> timedelta:
     """How long a schedule may leave between two runs: the longest gap between its consecutive firings over the
     next week or so (two firings at least), so a weekday schedule allows for the weekend."""
-    from ops.pipelines.definition import next_run
-
     fires = [next_run(schedule, now)]
     while len(fires) < 2 or (fires[-1] - fires[0] < timedelta(days=8) and len(fires) < 200):
         fires.append(next_run(schedule, fires[-1]))
@@ -166,9 +160,9 @@ def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]],
             else:
                 never_run.append(pipeline)
             continue
-        age = now - _aware(last)
+        age = now - aware(last)
         if age > limit:
-            stale.append(f"{pipeline} last succeeded {_ago(age)} ago, more than twice its "
+            stale.append(f"{pipeline} last succeeded {duration(age, precise=False)} ago, more than twice its "
                          f"{_span(limit / FRESHNESS_FACTOR)} interval")
         else:
             fresh.append((age, pipeline))
@@ -179,7 +173,7 @@ def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]],
                                   "scheduled time, or now with inv pipeline.run NAME)")
     oldest = max(fresh)
     return result(name, PASS, f"{len(fresh)} scheduled pipeline(s) succeeded within twice their interval "
-                              f"(the oldest success: {oldest[1]}, {_ago(oldest[0])} ago)")
+                              f"(the oldest success: {oldest[1]}, {duration(oldest[0], precise=False)} ago)")
 
 
 def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: timedelta = RECENT) -> dict[str, Any]:
@@ -190,15 +184,15 @@ def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: ti
     since = now - window
     failures, killed, retrying, retried = [], [], [], 0
     for a in attempts:
-        if a["status"] not in ("failed", "died", "killed") or _aware(a["started_at"]) < since:
+        if a["status"] not in ("failed", "died", "killed") or aware(a["started_at"]) < since:
             continue
         later = [b for b in attempts if b["pipeline"] == a["pipeline"] and b["partition"] == a["partition"]
-                 and _aware(b["started_at"]) > _aware(a["started_at"])]
+                 and aware(b["started_at"]) > aware(a["started_at"])]
         if any(b["status"] == "succeeded" for b in later):
             retried += 1
             continue
         error = " ".join(str(a.get("error") or "").split())
-        what = (f"{a['pipeline']} {a['partition']} {a['status']} at {_aware(a['started_at']):%Y-%m-%d %H:%M} UTC"
+        what = (f"{a['pipeline']} {a['partition']} {a['status']} at {aware(a['started_at']):%Y-%m-%d %H:%M} UTC"
                 + (f" ({error[:120]})" if error else ""))
         if any(b["status"] == "running" for b in later):
             retrying.append(what + " — being retried")
@@ -219,8 +213,6 @@ def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: ti
 
 def disk_result(usages: list[dict[str, Any]], min_percent: float) -> dict[str, Any]:
     """``usages``: {what, free, total} per filesystem; fails below ``min_percent`` free."""
-    from ops.core.output import human_bytes
-
     name = "disk"
     if not usages:
         return result(name, WARN, "no disk to measure")
@@ -259,8 +251,6 @@ def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any
 
 def _guarded(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one check; an error inside it is that check's failure, never the end of the others."""
-    from ops.core.errors import ChopsError
-
     started = time.monotonic()
     try:
         out = check()
@@ -274,11 +264,8 @@ def _guarded(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _open(settings) -> tuple[Any, dict[str, Any], str | None]:
     """The database and the database check; the third value says why the others cannot use it."""
-    from ops.runtime import proc
-    from ops.core.errors import ChopsError, LockTimeout
-
     try:
-        db = proc.connect(settings)
+        db = connect_existing(settings, wait=setting(settings, "proc.db_wait"))
         version = db.scalar("SELECT version()")
     except LockTimeout as exc:
         return None, result("database", WARN, f"busy: {exc.message}; the checks that need it were not run"), \
@@ -290,17 +277,12 @@ def _open(settings) -> tuple[Any, dict[str, Any], str | None]:
 
 
 def _migrations(settings, db) -> dict[str, Any]:
-    from ops.migrations.migrator import Migrations
-
     m = Migrations(settings, db)
     files = m.files()
     return migrations_result(m.status(), m.validate(check_sql=False, files=files))
 
 
 def _cron(settings, registry) -> dict[str, Any]:
-    from ops.pipelines import cron
-    from ops.core.errors import ChopsError
-
     try:
         rows = cron.installed_vs_expected(settings, registry)
     except ChopsError as exc:
@@ -327,11 +309,6 @@ def recent_attempts(db, now: datetime, window: timedelta = RECENT) -> list[dict[
 def disk_usages(settings, db=None) -> list[dict[str, Any]]:
     """Free and total bytes of each filesystem chops writes to: var/ and the logs (once per filesystem), and on a
     ClickHouse server its disks."""
-    import os
-    import shutil
-
-    from ops.runtime import proc
-
     out, seen = [], set()
     for path in (settings.path("paths.var"), settings.path("paths.logs")):
         existing = path
@@ -342,7 +319,7 @@ def disk_usages(settings, db=None) -> list[dict[str, Any]]:
             continue
         seen.add(device)
         usage = shutil.disk_usage(existing)
-        out.append({"what": proc._rel(settings, path), "free": usage.free, "total": usage.total})
+        out.append({"what": shown_path(settings, path), "free": usage.free, "total": usage.total})
     if db is not None and db.target.kind == "server":
         for d in db.rows("SELECT name, free_space, total_space FROM system.disks"):
             out.append({"what": f"server disk {d['name']}", "free": int(d["free_space"]), "total": int(d["total_space"])})
@@ -350,25 +327,18 @@ def disk_usages(settings, db=None) -> list[dict[str, Any]]:
 
 
 def _locks(settings, db, unusable: str | None) -> dict[str, Any]:
-    from ops.runtime import proc
-
-    migration_lock = proc.stale_migration_lock(settings, db) if db is not None else None
-    return locks_result(proc.stale_locks(settings), migration_lock, not_checked=unusable if db is None else None)
+    migration_lock = janitor.stale_migration_lock(settings, db) if db is not None else None
+    return locks_result(janitor.stale_locks(settings), migration_lock, not_checked=unusable if db is None else None)
 
 
 def _pid_files(settings) -> dict[str, Any]:
-    from ops.runtime import proc
-
-    running = sum(1 for p in proc.processes(settings) if p.state == "running")
-    return pid_files_result(proc.stale_pid_files(settings), running)
+    running = sum(1 for p in processes(settings) if p.state is State.RUNNING)
+    return pid_files_result(janitor.stale_pid_files(settings), running)
 
 
 def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every health check, in order, each ``{name, status, reason, seconds}``."""
-    from ops.runtime import proc
-    from ops.pipelines.definition import load_pipelines
-
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     started = time.monotonic()
     db, database, unusable = _open(settings)
     database["seconds"] = round(time.monotonic() - started, 3)
@@ -396,7 +366,7 @@ def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
             out.append({**result("freshness", WARN, "not checked: the pipelines did not load"), "seconds": 0.0})
         out.append(needs_db("failed runs", lambda: failed_runs_result(recent_attempts(db, now), now)))
         out.append(_guarded("disk", lambda: disk_result(disk_usages(settings, db),
-                                                        proc.setting(settings, "proc.min_free_disk_percent", 0, 100))))
+                                                        setting(settings, "proc.min_free_disk_percent", 0, 100))))
         out.append(_guarded("locks", lambda: _locks(settings, db, unusable)))
         out.append(_guarded("pid files", lambda: _pid_files(settings)))
     finally:
@@ -411,8 +381,6 @@ def junit_xml(results: list[dict[str, Any]], now: datetime | None = None) -> str
     """The checks as one JUnit test suite, "chops health", one test case per check: a failing check is a failure;
     a warning is a passing case whose system-out says ``warn: …`` (it ran and found something to look at; JUnit's
     "skipped" would claim it did not run), and the suite's properties name the checks that warned."""
-    import socket
-
     from junit_xml import TestCase, TestSuite, to_xml_report_string
 
     cases = []
@@ -426,5 +394,5 @@ def junit_xml(results: list[dict[str, Any]], now: datetime | None = None) -> str
     properties = {"verdict": "healthy" if v["healthy"] else "unhealthy",
                   "warnings": ", ".join(r["name"] for r in results if r["status"] == WARN) or "none"}
     suite = TestSuite("chops health", cases, hostname=socket.gethostname(), properties=properties,
-                      timestamp=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"))
+                      timestamp=(now or utc_now()).isoformat(timespec="seconds"))
     return to_xml_report_string([suite], prettyprint=True, encoding="utf-8")
