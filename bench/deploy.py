@@ -134,14 +134,14 @@ class Loopback:
                        str(self.port), "--user", USER, "--path", str(self.path)], self.src, self.env())
 
     def bare_rsync(self) -> float:
-        from ops.deploy.apply import quote_command
+        from ops.deploy.transport import quote_command
 
         return _timed(["rsync", "--recursive", "--links", "--perms", "--times", "--from0", "--files-from=-",
                        "-e", quote_command(self.ssh()), "./", f"{USER}@127.0.0.1:{self.path}-bare/"],
                       self.src, input=self.files)
 
     def close_shared_connection(self) -> None:
-        from ops.deploy.apply import control_dir
+        from ops.deploy.transport import control_dir
 
         subprocess.run(["ssh", "-o", f"ControlPath={control_dir()}/%C", "-O", "exit", "-p", str(self.port),
                         f"{USER}@127.0.0.1"], capture_output=True, timeout=10)
@@ -153,7 +153,7 @@ class Loopback:
         self.files = b"\0".join(x.encode() for x in _git(self.src, "ls-files").split("\n")) + b"\0"
 
     def close(self) -> None:
-        from ops.deploy.apply import project_id
+        from ops.deploy.targets import project_id
 
         self.close_shared_connection()
         self.sshd.terminate()

@@ -21,26 +21,26 @@ _SOURCE = "the git checkout to ship (default: this project's own)"
 def _source(source, allow_dirty):
     from pathlib import Path
 
-    from ops.deploy import apply as deploy
     from ops.core.errors import BadInput
+    from ops.deploy.source import read_source
 
     root = Path(source).resolve() if source else settings().root
     if not root.is_dir():
         raise BadInput(f"--source {source}: no such directory")
-    return deploy.read_source(root, allow_dirty=allow_dirty)
+    return read_source(root, allow_dirty=allow_dirty)
 
 
 def _targets(host, target, user, port, path, environment):
-    from ops.deploy import apply as deploy
+    from ops.deploy.targets import resolve_targets
 
-    return deploy.resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
+    return resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
                                   root=settings().root)
 
 
 def _options(accept_new_host_key):
-    from ops.deploy import apply as deploy
+    from ops.deploy.transport import SshOptions
 
-    return deploy.SshOptions.from_settings(settings(), accept_new_host_key)
+    return SshOptions.from_settings(settings(), accept_new_host_key)
 
 
 def _show_plan(p, json):
@@ -104,15 +104,16 @@ def _show_plan(p, json):
 def run(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
         allow_dirty=False, accept_new_host_key=False, force=False, dry_run=False, json=False):
     """Deploy this commit as a new release: sync, provision, migrate, test, switch, verify; roll back if unhealthy."""
-    from ops.deploy import apply as deploy
     from ops.core import output
+    from ops.deploy import apply as deploy
+    from ops.deploy import plan as deploy_plan
 
     s = settings()
     targets = _targets(host, target, user, port, path, environment)
     source = _source(source, allow_dirty or dry_run)
     options = _options(accept_new_host_key)
     if dry_run:
-        plans = [deploy.plan(s, t, source, options, force=force) for t in targets]
+        plans = [deploy_plan.plan(s, t, source, options, force=force) for t in targets]
         if json:
             return output.print_json([p.as_dict() for p in plans])
         for p in plans:
@@ -136,14 +137,14 @@ def run(c, host=None, target=None, user=None, port=None, path=None, environment=
 def plan(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
          accept_new_host_key=False, force=False, json=False):
     """What a deploy would do, changing nothing: files, dependencies, migrations, cron diff, .env keys, the lock."""
-    from ops.deploy import apply as deploy
     from ops.core import output
+    from ops.deploy import plan as deploy_plan
 
     s = settings()
     targets = _targets(host, target, user, port, path, environment)
     source = _source(source, True)
     options = _options(accept_new_host_key)
-    plans = [deploy.plan(s, t, source, options, force=force) for t in targets]
+    plans = [deploy_plan.plan(s, t, source, options, force=force) for t in targets]
     if json:
         return output.print_json([p.as_dict() for p in plans])
     for p in plans:
@@ -155,9 +156,9 @@ def plan(c, host=None, target=None, user=None, port=None, path=None, environment
 def rollback(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
              to=None, json=False):
     """Make an earlier release current again (cron entries follow), then verify its health; unhealthy: switch back."""
-    from ops.deploy import apply as deploy
     from ops.core import output
     from ops.core.errors import BadInput
+    from ops.deploy import apply as deploy
 
     targets = _targets(host, target, user, port, path, environment)
     if to and len(targets) > 1:
@@ -175,12 +176,12 @@ def rollback(c, host=None, target=None, user=None, port=None, path=None, environ
 def status(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
            audit="10", json=False):
     """Releases on the target (current, healthy, BAD), the lock, the last deploys from its audit log, its health."""
-    from ops.deploy import apply as deploy
     from ops.core import output
+    from ops.deploy import status as deploy_status
 
     lines = whole_number(audit, "--audit", minimum=0)
     targets = _targets(host, target, user, port, path, environment)
-    results = [deploy.status(settings(), t, _options(accept_new_host_key), audit=lines) for t in targets]
+    results = [deploy_status.status(settings(), t, _options(accept_new_host_key), audit=lines) for t in targets]
     if json:
         return output.print_json(results)
     for r in results:
@@ -215,19 +216,71 @@ def status(c, host=None, target=None, user=None, port=None, path=None, environme
 def unlock(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
            force=False):
     """Remove the deploy lock of a deploy that is gone (a live one on this machine needs --force)."""
-    from ops.deploy import apply as deploy
     from ops.core import output
+    from ops.deploy import status as deploy_status
+    from ops.deploy.lock import describe_holder
 
     for t in _targets(host, target, user, port, path, environment):
-        r = deploy.unlock(settings(), t, _options(accept_new_host_key), force=force)
+        r = deploy_status.unlock(settings(), t, _options(accept_new_host_key), force=force)
         if not r["released"]:
             output.info(f"{t.host}: the deploy lock is free; nothing to remove")
         else:
-            output.info(f"{t.host}: removed the deploy lock of {deploy.describe_holder(r['holder'])} "
+            output.info(f"{t.host}: removed the deploy lock of {describe_holder(r['holder'])} "
                         f"({r['state']}: {r['reason']})")
+
+
+# --- run on the target, inside a release, by a deploy (ops.deploy.on_target) -------------------------------------------
+
+@task(help={"json": "print the checks as JSON (what a deploy reads)"})
+def smoke(c, json=False):
+    """The checks a deploy runs on a new release before switching to it: imports, configuration, database, migrations,
+    pipelines."""
+    from ops.core import output
+    from ops.core.errors import WorkFailed
+    from ops.deploy import on_target
+
+    results = on_target.smoke(settings())
+    if json:
+        output.print_json(results)
+    else:
+        output.print_table([(r["check"], "ok" if r["ok"] else "FAIL", r["detail"]) for r in results],
+                           ["check", "status", "detail"])
+    failed = on_target.smoke_failures(results)
+    if failed:
+        raise WorkFailed("smoke check failed: " + "; ".join(failed))
+
+
+@task(help={
+    "timeout": "seconds to wait for running chops processes to end (default: deploy.drain_timeout)",
+    "keep_cron": "leave this project's cron entries in place (a target without the crontab command)",
+    "dry_run": "say how many cron entries would be removed and which processes run; change nothing, wait for nothing",
+    "json": "print the result as JSON (what a deploy reads)",
+})
+def drain(c, timeout=None, keep_cron=False, dry_run=False, json=False):
+    """Pause this project's cron entries and wait for running chops processes: what a deploy runs on the target before
+    switching."""
+    from ops.core import output
+    from ops.deploy import on_target
+
+    s = settings()
+    seconds = whole_number(timeout if timeout is not None else s.get("deploy.drain_timeout"), "--timeout", minimum=0)
+    answer = on_target.pause(s, seconds, unschedule=not keep_cron, dry_run=dry_run)
+    if json:
+        return output.print_json(answer)
+    running, n = answer["running"], answer["unscheduled"]
+    if dry_run:
+        cron = "would leave the cron entries in place" if keep_cron else f"would remove {n} cron entries"
+        output.info(f"dry run: {cron}, then wait up to {seconds}s for {len(running)} running chops process(es); "
+                    "nothing was changed")
+    else:
+        cron = "cron entries left in place" if keep_cron else \
+            f"removed {n} cron entries (paused until inv pipeline.schedule --all)"
+        output.info(f"{cron}; waited {answer['waited']:g}s; {len(running)} chops process(es) still running")
+    for r in running:
+        output.info(f"  pid {r['pid']} ({r['kind']} {r['what']}) since {r['since']}")
 
 
 ns = Collection("deploy")
 ns.add_task(run, default=True)
-for t in (plan, rollback, status, unlock):
+for t in (plan, rollback, status, unlock, smoke, drain):
     ns.add_task(t)

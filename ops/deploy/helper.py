@@ -1,6 +1,6 @@
 """The deploy helper that runs on a deploy target: small, read-mostly operations on the release layout.
 
-``ops.deploy.apply`` sends this file's source to the target's ``python3`` over ssh (``python3 - COMMAND JSON``, the
+``ops.deploy.transport`` sends this file's source to the target's ``python3`` over ssh (``python3 - COMMAND JSON``, the
 source on stdin), so it depends on the standard library only and runs on any Python 3.8+, whatever the target has
 installed. Each command takes one JSON object as its argument and prints one JSON object. Nothing here ever reads
 a value out of ``.env``: only key names leave the target.
@@ -196,7 +196,7 @@ def blob_hashes(root):
 
 def python_facts(python):
     """The interpreter venvs are built with: its version, implementation, machine and real path (this process's
-    own when ``python`` is the interpreter running this helper, as it is when ops.deploy.apply runs it)."""
+    own when ``python`` is the interpreter running this helper, as it is when ops.deploy.transport runs it)."""
     found = shutil.which(python)
     if found and os.path.realpath(found) == os.path.realpath(sys.executable):
         import importlib.util

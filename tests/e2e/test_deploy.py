@@ -568,29 +568,30 @@ def _here(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProce
 
 
 def test_the_smoke_check_of_a_release_names_what_fails(tmp_path):
-    python = str(VENV_BIN / "python")
-    before = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke")
+    inv = str(VENV_BIN / "inv")
+    before = _here(tmp_path, inv, "deploy.smoke", "--json")
     assert before.returncode == 1 and "database" in before.stderr and "inv db.setup" in before.stderr
     for task in ("db.setup", "db.migrate"):
-        done = _here(tmp_path, str(VENV_BIN / "inv"), task)
+        done = _here(tmp_path, inv, task)
         assert done.returncode == 0, done.stderr
-    ok = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke")
+    ok = _here(tmp_path, inv, "deploy.smoke", "--json")
     assert ok.returncode == 0, ok.stderr
     assert [c["check"] for c in json.loads(ok.stdout)] == ["imports", "configuration", "database", "migrations",
                                                            "pipelines"]
     broken = tmp_path / "pipelines"
     broken.mkdir()
     (broken / "bad.py").write_text("raise RuntimeError('this module is broken')\n")
-    bad = _here(tmp_path, python, "-m", "ops.deploy.apply", "smoke", CHOPS_PIPELINES__DIR=str(broken))
+    bad = _here(tmp_path, inv, "deploy.smoke", "--json", CHOPS_PIPELINES__DIR=str(broken))
     assert bad.returncode == 1 and "pipelines:" in bad.stderr and "broken" in bad.stderr
 
 
 def test_pausing_waits_for_nothing_when_nothing_runs(tmp_path):
-    done = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy.apply", "pause", "5", "0")
+    inv = str(VENV_BIN / "inv")
+    done = _here(tmp_path, inv, "deploy.drain", "--timeout", "5", "--keep-cron", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"unscheduled": 0, "running": [], "waited": 0.0}
-    usage = _here(tmp_path, str(VENV_BIN / "python"), "-m", "ops.deploy.apply", "nonsense")
-    assert usage.returncode == 2 and "usage" in usage.stderr
+    usage = _here(tmp_path, inv, "deploy.drain", "--timeout", "nonsense")
+    assert usage.returncode == 2 and len(_lines(usage.stderr)) == 1 and "--timeout" in usage.stderr
 
 
 def test_the_venv_helper_builds_once_and_reports_a_failing_install(tmp_path):

@@ -1,4 +1,4 @@
-"""ops.deploy.apply without a network: validation, targets, exact ssh/rsync command lines, plans, lock staleness, ssh
+"""ops.deploy without a network: validation, targets, exact ssh/rsync command lines, plans, lock staleness, ssh
 errors, and the target-side helper (ops.deploy.helper) run on a temporary directory."""
 
 from __future__ import annotations
@@ -16,13 +16,23 @@ from pathlib import Path
 import pytest
 
 from ops.pipelines import cron
-from ops.deploy import apply as deploy
-from ops.deploy import helper as remote
 from ops.core.errors import BadInput, ConfigError, WorkFailed
+from ops.core.process import create_time
+from ops.deploy import helper as remote
+from ops.deploy.facts import Facts, check_target
+from ops.deploy.lock import describe_holder, lock_state
+from ops.deploy.plan import (choose_rollback, cron_plan, env_report, example_keys_local, file_changes, make_plan,
+                             pending_migrations)
+from ops.deploy.report import Outcome
+from ops.deploy.source import Source, read_source, release_name, venv_key
+from ops.deploy.targets import (Target, project_id, read_targets, resolve_targets, validate_host, validate_path,
+                                validate_port, validate_user)
+from ops.deploy.transport import (Remote, SshOptions, helper_program, in_dir, json_answer, rsync_argv, ssh_base,
+                                  ssh_failure)
 
-T = deploy.Target(host="etl1.example.internal", user="chops", port=2222, path="/srv/chops", environment="prod")
-OPTIONS = deploy.SshOptions(connect_timeout=7, known_hosts="/k/known_hosts", identity_file="/k/id", control_dir="/c",
-                            control_persist=60)
+T = Target(host="etl1.example.internal", user="chops", port=2222, path="/srv/chops", environment="prod")
+OPTIONS = SshOptions(connect_timeout=7, known_hosts="/k/known_hosts", identity_file="/k/id", control_dir="/c",
+                     control_persist=60)
 
 
 # --- validation ----------------------------------------------------------------------------------------------------------
@@ -30,7 +40,7 @@ OPTIONS = deploy.SshOptions(connect_timeout=7, known_hosts="/k/known_hosts", ide
 @pytest.mark.parametrize("host", ["etl1", "etl-1.example.com", "127.0.0.1", "::1", "a" * 63 + ".io", "host."],
                          ids=["short", "dotted", "ipv4", "ipv6", "long-label", "trailing-dot"])
 def test_valid_hosts(host):
-    assert deploy.validate_host(host) == host
+    assert validate_host(host) == host
 
 
 @pytest.mark.parametrize("host", ["", "a b", "a;rm -rf /", "$(id)", "`id`", "-oProxyCommand=x", "host|x", "a/b",
@@ -39,18 +49,18 @@ def test_valid_hosts(host):
                               "at", "label-too-long", "quote", "newline"])
 def test_hosts_with_metacharacters_are_refused(host):
     with pytest.raises(BadInput):
-        deploy.validate_host(host)
+        validate_host(host)
 
 
 @pytest.mark.parametrize("user", ["", "a b", "Root", "1abc", "a;b", "-l", "a" * 33, "x$"])
 def test_bad_users_are_refused(user):
     with pytest.raises(BadInput):
-        deploy.validate_user(user)
+        validate_user(user)
 
 
 def test_good_users_pass():
-    assert deploy.validate_user("chops") == "chops"
-    assert deploy.validate_user("_deploy-1") == "_deploy-1"
+    assert validate_user("chops") == "chops"
+    assert validate_user("_deploy-1") == "_deploy-1"
 
 
 @pytest.mark.parametrize("path,message", [("srv/chops", "absolute"), ("/", "'/' is refused"), ("//", "'/' is refused"),
@@ -58,17 +68,17 @@ def test_good_users_pass():
                                           ("/srv/$(id)", "only letters"), ("", "absolute")])
 def test_bad_paths_are_refused(path, message):
     with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        deploy.validate_path(path)
+        validate_path(path)
 
 
 def test_paths_lose_a_trailing_slash():
-    assert deploy.validate_path("/srv/chops/") == "/srv/chops"
+    assert validate_path("/srv/chops/") == "/srv/chops"
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "x", "-1", ""])
 def test_bad_ports_are_refused(port):
     with pytest.raises(BadInput):
-        deploy.validate_port(port)
+        validate_port(port)
 
 
 # --- targets ---------------------------------------------------------------------------------------------------------------
@@ -83,57 +93,57 @@ def targets_project(project):
 
 
 def test_named_targets_expand_to_their_hosts_in_order(targets_project):
-    found = deploy.resolve_targets(target_names=["prod", "staging"], root=targets_project)
+    found = resolve_targets(target_names=["prod", "staging"], root=targets_project)
     assert [(t.host, t.port, t.environment, t.cron, t.name) for t in found] == [
         ("a.example", 22, "prod", True, "prod"), ("b.example", 22, "prod", True, "prod"),
         ("s.example", 2222, "dev", False, "staging")]
 
 
 def test_a_host_uses_the_defaults_and_flags_win(targets_project):
-    [t] = deploy.resolve_targets(hosts="x.example", user="ops", port="2200", root=targets_project)
+    [t] = resolve_targets(hosts="x.example", user="ops", port="2200", root=targets_project)
     assert (t.host, t.user, t.port, t.path, t.environment, t.name) == ("x.example", "ops", 2200, "/srv/chops", "prod", "")
 
 
 def test_comma_lists_and_repeats_are_several_hosts(targets_project):
-    found = deploy.resolve_targets(hosts=["a.example,b.example", "a.example"], root=targets_project)
+    found = resolve_targets(hosts=["a.example,b.example", "a.example"], root=targets_project)
     assert [t.host for t in found] == ["a.example", "b.example"]
 
 
 def test_unknown_target_is_bad_input_with_a_suggestion(targets_project):
     with pytest.raises(BadInput, match="unknown deploy target 'prd'") as err:
-        deploy.resolve_targets(target_names="prd", root=targets_project)
+        resolve_targets(target_names="prd", root=targets_project)
     assert "prod" in err.value.line()
 
 
 def test_no_host_and_no_target_is_bad_input(targets_project):
     with pytest.raises(BadInput, match="name a host or a target"):
-        deploy.resolve_targets(root=targets_project)
+        resolve_targets(root=targets_project)
 
 
 def test_unknown_environment_is_bad_input(targets_project):
     with pytest.raises(BadInput, match="unknown environment 'nope'"):
-        deploy.resolve_targets(hosts="x", environment="nope", root=targets_project)
+        resolve_targets(hosts="x", environment="nope", root=targets_project)
 
 
 def test_a_typo_in_deploy_toml_names_the_key(targets_project):
     (targets_project / "config" / "deploy.toml").write_text('[targets.x]\nhost = "a"\nprot = 22\n')
     with pytest.raises(ConfigError, match="unknown key 'prot' in x"):
-        deploy.resolve_targets(target_names="x", root=targets_project)
+        resolve_targets(target_names="x", root=targets_project)
 
 
 def test_the_shipped_deploy_toml_is_valid():
     from ops import ROOT
 
-    config = deploy.read_targets(ROOT)
+    config = read_targets(ROOT)
     assert config["targets"], "config/deploy.toml should show example targets"
     for name in config["targets"]:
-        assert deploy.resolve_targets(target_names=name, root=ROOT)
+        assert resolve_targets(target_names=name, root=ROOT)
 
 
 # --- exact command lines ---------------------------------------------------------------------------------------------------
 
 def test_ssh_command_line():
-    assert deploy.Remote(T, OPTIONS).argv("true") == [
+    assert Remote(T, OPTIONS).argv("true") == [
         "ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPath=/c/%C",
         "-o", "ControlPersist=60", "-o", "ConnectTimeout=7", "-o", "ServerAliveInterval=15",
         "-o", "ServerAliveCountMax=4", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/k/known_hosts",
@@ -141,34 +151,34 @@ def test_ssh_command_line():
 
 
 def test_accepting_a_new_host_key_is_explicit():
-    argv = deploy.ssh_base(T, dataclasses.replace(OPTIONS, accept_new_host_key=True, known_hosts="", identity_file=""))
+    argv = ssh_base(T, dataclasses.replace(OPTIONS, accept_new_host_key=True, known_hosts="", identity_file=""))
     assert "StrictHostKeyChecking=accept-new" in argv
     assert not any(a.startswith("UserKnownHostsFile") for a in argv) and "-i" not in argv
 
 
 def test_rsync_command_line_links_unchanged_files_from_current():
-    argv = deploy.rsync_argv(T, OPTIONS, "/srv/chops/releases/R", "/srv/chops/releases/C/")
+    argv = rsync_argv(T, OPTIONS, "/srv/chops/releases/R", "/srv/chops/releases/C/")
     assert argv[:11] == ["rsync", "--recursive", "--links", "--perms", "--times", "--chmod=go-w", "--from0",
                          "--files-from=-", "--itemize-changes", "--timeout=120", "-e"]
-    assert shlex.split(argv[11]) == deploy.ssh_base(T, OPTIONS)
+    assert shlex.split(argv[11]) == ssh_base(T, OPTIONS)
     assert argv[12:] == ["--link-dest=/srv/chops/releases/C/", "./", "chops@etl1.example.internal:/srv/chops/releases/R/"]
 
 
 def test_rsync_to_an_ipv6_host_brackets_it():
     t = dataclasses.replace(T, host="::1")
-    assert deploy.rsync_argv(t, OPTIONS, "/p/releases/R", None)[-1] == "chops@[::1]:/p/releases/R/"
+    assert rsync_argv(t, OPTIONS, "/p/releases/R", None)[-1] == "chops@[::1]:/p/releases/R/"
 
 
 def test_every_remote_argument_is_quoted():
     hostile = "x'; rm -rf / #"
-    line = deploy.in_dir("/srv/chops/current", ["./.venv/bin/inv", "pipeline.run", hostile], {"CHOPS_ENV": "a b"})
+    line = in_dir("/srv/chops/current", ["./.venv/bin/inv", "pipeline.run", hostile], {"CHOPS_ENV": "a b"})
     assert line == ("cd /srv/chops/current && env 'CHOPS_ENV=a b' ./.venv/bin/inv pipeline.run "
                     + shlex.quote(hostile))
     assert shlex.split(line.split(" && ", 1)[1]) == ["env", "CHOPS_ENV=a b", "./.venv/bin/inv", "pipeline.run", hostile]
 
 
 def test_the_helper_travels_with_its_arguments_on_stdin(tmp_path):
-    program = deploy.helper_program("facts", {"path": str(tmp_path / "none"), "tag": None})
+    program = helper_program("facts", {"path": str(tmp_path / "none"), "tag": None})
     assert program.rstrip().endswith("sys.exit(main(['facts', '{\"path\": \"%s\", \"tag\": null}']))" % (tmp_path / "none"))
     done = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -177,24 +187,24 @@ def test_the_helper_travels_with_its_arguments_on_stdin(tmp_path):
 
 # --- names, keys, ids --------------------------------------------------------------------------------------------------------
 
-def source(dirty=(), requirements=b"invoke==3\n", commit="a" * 40) -> deploy.Source:
-    return deploy.Source(root=Path("/nowhere"), commit=commit, revision=commit[:12] + ("-dirty-1" if dirty else ""),
-                         dirty=tuple(dirty), files=("a.py",), requirements=requirements)
+def source(dirty=(), requirements=b"invoke==3\n", commit="a" * 40) -> Source:
+    return Source(root=Path("/nowhere"), commit=commit, revision=commit[:12] + ("-dirty-1" if dirty else ""),
+                  dirty=tuple(dirty), files=("a.py",), requirements=requirements)
 
 
 def test_release_names_are_utc_time_and_sha_and_unique():
     now = datetime(2026, 11, 26, 21, 30, 5, tzinfo=timezone.utc)
-    assert deploy.release_name(source(), [], now) == "20261126T213005Z-aaaaaaaaaaaa"
-    assert deploy.release_name(source(), ["20261126T213005Z-aaaaaaaaaaaa"], now) == "20261126T213005Z-aaaaaaaaaaaa-2"
-    assert deploy.release_name(source(dirty=["x"]), [], now) == "20261126T213005Z-aaaaaaaaaaaa-dirty"
+    assert release_name(source(), [], now) == "20261126T213005Z-aaaaaaaaaaaa"
+    assert release_name(source(), ["20261126T213005Z-aaaaaaaaaaaa"], now) == "20261126T213005Z-aaaaaaaaaaaa-2"
+    assert release_name(source(dirty=["x"]), [], now) == "20261126T213005Z-aaaaaaaaaaaa-dirty"
 
 
 def test_the_venv_key_follows_python_and_requirements_only():
     py = {"implementation": "cpython", "version": "3.11.2", "machine": "x86_64", "executable": "/usr/bin/python3.11"}
-    key = deploy.venv_key(py, b"invoke==3\n")
-    assert key == deploy.venv_key(dict(py), b"invoke==3\n") and len(key) == 16
-    assert key != deploy.venv_key(py, b"invoke==4\n")
-    assert key != deploy.venv_key({**py, "version": "3.12.1"}, b"invoke==3\n")
+    key = venv_key(py, b"invoke==3\n")
+    assert key == venv_key(dict(py), b"invoke==3\n") and len(key) == 16
+    assert key != venv_key(py, b"invoke==4\n")
+    assert key != venv_key({**py, "version": "3.12.1"}, b"invoke==3\n")
 
 
 def test_the_deploy_project_id_is_the_one_cron_computes_in_a_release(tmp_path):
@@ -207,7 +217,7 @@ def test_the_deploy_project_id_is_the_one_cron_computes_in_a_release(tmp_path):
     base = load_settings(environ={"CHOPS_ENV_FILE": str(tmp_path / "none.env")})
     there = dataclasses.replace(base, root=release.resolve(), env_file=release.resolve() / ".env")
     assert cron.deployed_root(there.root) == path.resolve() / "current"
-    assert cron.project_id(there) == deploy.project_id(str(path.resolve()))
+    assert cron.project_id(there) == project_id(str(path.resolve()))
 
 
 def test_release_layout_detection(tmp_path):
@@ -251,23 +261,23 @@ def holder(**kw):
 
 
 def test_lock_states():
-    assert deploy.lock_state(None, 3600)[0] == "free"
-    assert deploy.lock_state(holder(), 3600, HERE, lambda pid, ct: True) == ("held", deploy.describe_holder(holder()))
-    state, reason = deploy.lock_state(holder(), 3600, HERE, lambda pid, ct: False)
+    assert lock_state(None, 3600)[0] == "free"
+    assert lock_state(holder(), 3600, HERE, lambda pid, ct: True) == ("held", describe_holder(holder()))
+    state, reason = lock_state(holder(), 3600, HERE, lambda pid, ct: False)
     assert state == "stale" and "pid 4242" in reason and "gone" in reason
-    assert deploy.lock_state(holder(host="elsewhere"), 3600, HERE, lambda pid, ct: False)[0] == "held"
-    state, reason = deploy.lock_state(holder(host="elsewhere", age=7300.0), 3600, HERE, lambda pid, ct: True)
+    assert lock_state(holder(host="elsewhere"), 3600, HERE, lambda pid, ct: False)[0] == "held"
+    state, reason = lock_state(holder(host="elsewhere", age=7300.0), 3600, HERE, lambda pid, ct: True)
     assert state == "stale" and "old" in reason
 
 
 def test_a_holder_pid_reused_by_another_process_is_gone():
     mine = holder(pid=os.getpid(), create_time=12.0)  # our pid, but another start time
-    assert deploy.lock_state(mine, 3600, HERE)[0] == "stale"
-    assert deploy.lock_state(holder(pid=os.getpid(), create_time=deploy._create_time(os.getpid())), 3600, HERE)[0] == "held"
+    assert lock_state(mine, 3600, HERE)[0] == "stale"
+    assert lock_state(holder(pid=os.getpid(), create_time=create_time(os.getpid())), 3600, HERE)[0] == "held"
 
 
 def test_the_holder_is_named_in_full():
-    text = deploy.describe_holder(holder())
+    text = describe_holder(holder())
     assert text == "u@" + HERE + " pid 4242 (deploy of R) since 2026-11-26 21:00:00 UTC: inv deploy"
 
 
@@ -281,49 +291,49 @@ def facts(current=None, revision=None, healthy=True, lock=None, venvs=(), env_ke
     if current:
         releases.append({"name": current, "revision": revision, "complete": True, "bad": None,
                          "healthy": "yes" if healthy else None, "venv": "v1"})
-    return deploy.Facts({"current": current, "releases": releases, "python": PY, "lock": lock,
-                         "venvs": [{"key": k, "complete": True} for k in venvs], "env": {"keys": env_keys}})
+    return Facts({"current": current, "releases": releases, "python": PY, "lock": lock,
+                  "venvs": [{"key": k, "complete": True} for k in venvs], "env": {"keys": env_keys}})
 
 
 def test_the_same_healthy_revision_is_a_no_op():
-    p = deploy.make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600)
+    p = make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600)
     assert (p.action, p.release, p.current) == ("no-op", None, "R1")
 
 
 def test_the_same_revision_not_known_healthy_is_verified_again():
-    assert deploy.make_plan(T, source(), facts("R1", "aaaaaaaaaaaa", healthy=False), 3600).action == "reverify"
+    assert make_plan(T, source(), facts("R1", "aaaaaaaaaaaa", healthy=False), 3600).action == "reverify"
 
 
 def test_a_stale_lock_turns_a_no_op_into_a_reverification():
     dead = holder(pid=2 ** 22 + 17)
-    plan = deploy.make_plan(T, source(), facts("R1", "aaaaaaaaaaaa", lock=dead), 3600, alive=lambda p, c: False)
+    plan = make_plan(T, source(), facts("R1", "aaaaaaaaaaaa", lock=dead), 3600, alive=lambda p, c: False)
     assert plan.action == "reverify" and plan.lock["state"] == "stale"
 
 
 def test_a_new_commit_is_a_new_release_and_force_redeploys():
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    p = deploy.make_plan(T, source(commit="b" * 40), facts("R1", "aaaaaaaaaaaa"), 3600, now=now)
+    p = make_plan(T, source(commit="b" * 40), facts("R1", "aaaaaaaaaaaa"), 3600, now=now)
     assert (p.action, p.release) == ("deploy", "20260102T030405Z-bbbbbbbbbbbb")
-    assert deploy.make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600, force=True).action == "deploy"
+    assert make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600, force=True).action == "deploy"
 
 
 def test_dependencies_change_only_with_requirements():
-    key = deploy.venv_key(PY, b"invoke==3\n")
+    key = venv_key(PY, b"invoke==3\n")
     f = facts("R1", "x", venvs=[key])
     f.raw["releases"][0]["venv"] = key
-    same = deploy.make_plan(T, source(commit="c" * 40), f, 3600)
+    same = make_plan(T, source(commit="c" * 40), f, 3600)
     assert not same.dependencies_change and same.venv_ready
-    other = deploy.make_plan(T, source(commit="c" * 40, requirements=b"invoke==4\n"), f, 3600)
+    other = make_plan(T, source(commit="c" * 40, requirements=b"invoke==4\n"), f, 3600)
     assert other.dependencies_change and not other.venv_ready
 
 
 def test_env_report_names_keys_never_values():
-    report = deploy.env_report(["CLICKHOUSE_URL", "MY_SECRET"], {"CLICKHOUSE_URL": False, "API_TOKEN": True,
-                                                                 "CHOPS_NEW": False},
-                               {"CLICKHOUSE_URL": False, "API_TOKEN": True})
+    report = env_report(["CLICKHOUSE_URL", "MY_SECRET"], {"CLICKHOUSE_URL": False, "API_TOKEN": True,
+                                                          "CHOPS_NEW": False},
+                        {"CLICKHOUSE_URL": False, "API_TOKEN": True})
     assert report == {"exists": True, "set": 2, "missing": ["API_TOKEN"], "added": ["CHOPS_NEW"], "extra": ["MY_SECRET"]}
-    assert deploy.env_report(None, {"A": True}, None) == {"exists": False, "set": 0, "missing": ["A"], "added": [],
-                                                          "extra": []}
+    assert env_report(None, {"A": True}, None) == {"exists": False, "set": 0, "missing": ["A"], "added": [],
+                                                   "extra": []}
 
 
 def test_example_keys_are_read_from_comments_too(tmp_path):
@@ -335,16 +345,16 @@ def test_example_keys_are_read_from_comments_too(tmp_path):
 def test_the_project_env_example_requires_nothing():
     from ops import ROOT
 
-    keys = deploy.example_keys_local(ROOT)
+    keys = example_keys_local(ROOT)
     assert "CLICKHOUSE_URL" in keys and "CHOPS_DEPLOY__KEEP_RELEASES" in keys and not any(keys.values())
 
 
 def test_file_changes_and_pending_migrations():
-    assert deploy.file_changes({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "9", "d": "4"}) == {
+    assert file_changes({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "9", "d": "4"}) == {
         "added": ["c"], "changed": ["b"], "removed": ["d"]}
     rows = [{"id": "0001_a", "state": "applied"}, {"id": "0002_b", "state": "dirty"}]
-    assert deploy.pending_migrations(["0001_a", "0002_b", "0003_c"], rows) == {"pending": ["0002_b", "0003_c"],
-                                                                              "dirty": ["0002_b"]}
+    assert pending_migrations(["0001_a", "0002_b", "0003_c"], rows) == {"pending": ["0002_b", "0003_c"],
+                                                                       "dirty": ["0002_b"]}
 
 
 def rel(name, complete=True, bad=None, healthy=None):
@@ -360,16 +370,16 @@ def test_pruning_keeps_current_the_last_healthy_and_the_newest():
 
 
 def test_rollback_picks_the_newest_healthy_earlier_release():
-    f = deploy.Facts({"current": "r4", "releases": [rel("r1", healthy="yes"), rel("r2", healthy="yes"),
-                                                    rel("r3", bad="x"), rel("r4", healthy="yes"), rel("r5", bad="y")]})
-    assert deploy.choose_rollback(f, None)["name"] == "r2"
-    assert deploy.choose_rollback(f, "r1")["name"] == "r1"
+    f = Facts({"current": "r4", "releases": [rel("r1", healthy="yes"), rel("r2", healthy="yes"),
+                                             rel("r3", bad="x"), rel("r4", healthy="yes"), rel("r5", bad="y")]})
+    assert choose_rollback(f, None)["name"] == "r2"
+    assert choose_rollback(f, "r1")["name"] == "r1"
     with pytest.raises(BadInput, match="already current"):
-        deploy.choose_rollback(f, "r4")
+        choose_rollback(f, "r4")
     with pytest.raises(BadInput, match="no release 'r9'"):
-        deploy.choose_rollback(f, "r9")
+        choose_rollback(f, "r9")
     with pytest.raises(BadInput, match="no earlier release"):
-        deploy.choose_rollback(deploy.Facts({"current": "r1", "releases": [rel("r1")]}), None)
+        choose_rollback(Facts({"current": "r1", "releases": [rel("r1")]}), None)
 
 
 # --- ssh errors --------------------------------------------------------------------------------------------------------------
@@ -385,9 +395,9 @@ def test_rollback_picks_the_newest_healthy_earlier_release():
     ("chops@h: Permission denied (publickey).", "refused our ssh key"),
 ], ids=["unknown-key", "changed-key", "timeout", "banner-timeout", "refused", "dns", "denied"])
 def test_ssh_failures_are_one_line_naming_the_fix(stderr, expected):
-    err = deploy.ssh_failure(T, OPTIONS, stderr)
+    err = ssh_failure(T, OPTIONS, stderr)
     assert isinstance(err, BadInput) and expected in err.line() and "\n" not in err.line()
-    assert isinstance(deploy.ssh_failure(T, OPTIONS, stderr, preflight=False), WorkFailed)
+    assert isinstance(ssh_failure(T, OPTIONS, stderr, preflight=False), WorkFailed)
 
 
 # --- the target-side helper, on a temporary directory ------------------------------------------------------------------------
@@ -493,21 +503,21 @@ def test_a_dirty_tree_is_refused_unless_allowed(tmp_path):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "one")
     (repo / "untracked.txt").write_text("not shipped\n")
-    clean = deploy.read_source(repo)
+    clean = read_source(repo)
     assert clean.files == ("a.py", "requirements.txt") and clean.revision == clean.commit[:12] and not clean.dirty
     (repo / "a.py").write_text("x = 2\n")
     with pytest.raises(BadInput, match=r"uncommitted changes \(a.py\)") as err:
-        deploy.read_source(repo)
+        read_source(repo)
     assert "--allow-dirty" in err.value.line()
-    dirty = deploy.read_source(repo, allow_dirty=True)
+    dirty = read_source(repo, allow_dirty=True)
     assert dirty.revision.startswith(clean.commit[:12] + "-dirty-") and dirty.dirty == ("a.py",)
     (repo / "a.py").write_text("x = 3\n")
-    assert deploy.read_source(repo, allow_dirty=True).revision != dirty.revision  # other changes, other revision
+    assert read_source(repo, allow_dirty=True).revision != dirty.revision  # other changes, other revision
 
 
 def test_not_a_git_checkout_is_bad_input(tmp_path):
     with pytest.raises(BadInput, match="not a git checkout"):
-        deploy.read_source(tmp_path)
+        read_source(tmp_path)
 
 
 def test_the_helper_answers_in_json_and_reports_errors_in_one(tmp_path, capsys):
@@ -523,7 +533,7 @@ def test_unreadable_lock_and_audit_lines_are_shown_not_fatal(tmp_path):
     (tmp_path / remote.LOCK).write_text("{not json")
     held = remote.read_lock(str(tmp_path))
     assert held["id"] == "?" and "not json" in held["unreadable"]
-    assert deploy.lock_state(held, 3600)[0] == "held" and deploy.describe_holder(held) == "an unreadable lock file"
+    assert lock_state(held, 3600)[0] == "held" and describe_holder(held) == "an unreadable lock file"
     (tmp_path / remote.AUDIT).write_text('{"result": "ok"}\ngarbage\n')
     assert remote.audit_tail(str(tmp_path), 5) == [{"result": "ok"}, {"unreadable": "garbage"}]
     assert remote.audit_tail(str(tmp_path), 0) == []
@@ -556,15 +566,15 @@ def test_a_release_without_a_file_list_lists_its_regular_files(tmp_path):
 def test_deploy_toml_mistakes_name_the_file(project, text, message):
     (project / "config" / "deploy.toml").write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        deploy.resolve_targets(target_names="x", root=project)
+        resolve_targets(target_names="x", root=project)
 
 
 def test_without_deploy_toml_a_host_needs_a_path(project):
     (project / "config" / "deploy.toml").unlink()
-    assert deploy.read_targets(project) == {"defaults": {}, "targets": {}}
+    assert read_targets(project) == {"defaults": {}, "targets": {}}
     with pytest.raises(BadInput, match="no deploy path for h"):
-        deploy.resolve_targets(hosts="h", root=project)
-    [t] = deploy.resolve_targets(hosts="h", path="/srv/x", root=project)
+        resolve_targets(hosts="h", root=project)
+    [t] = resolve_targets(hosts="h", path="/srv/x", root=project)
     assert (t.port, t.environment, t.cron) == (22, "prod", True)
 
 
@@ -583,30 +593,33 @@ GOOD_FACTS = {"exists": True, "parent_exists": True, "writable": True, "rsync": 
 ], ids=["no-parent", "not-writable", "parent-not-writable", "rsync", "python", "venv", "crontab"])
 def test_a_target_that_cannot_take_a_deploy_is_refused(change, message):
     with pytest.raises(BadInput, match=message):
-        deploy.check_target(deploy.Facts({**GOOD_FACTS, **change}), T, OPTIONS)
+        check_target(Facts({**GOOD_FACTS, **change}), T, OPTIONS)
 
 
 def test_a_target_without_cron_needs_no_crontab():
-    deploy.check_target(deploy.Facts({**GOOD_FACTS, "crontab": {"available": False}}),
-                        dataclasses.replace(T, cron=False), OPTIONS)
+    check_target(Facts({**GOOD_FACTS, "crontab": {"available": False}}),
+                 dataclasses.replace(T, cron=False), OPTIONS)
 
 
-def test_json_is_found_after_other_output():
-    done = subprocess.CompletedProcess([], 0, stdout='{"a": 1}', stderr="")
-    assert deploy._json_out(done) == {"a": 1}
-    done.stdout = 'warning: x\n{"a": 1}\nnoise {"b": [2]} tail'
-    assert deploy._json_out(done) == {"b": [2]}
-    done.stdout = "no json at all"
-    assert deploy._json_out(done) is None
+def test_a_tasks_json_answer_is_its_whole_stdout():
+    done = subprocess.CompletedProcess([], 0, stdout='{"a": 1}\n', stderr="")
+    assert json_answer(done, "db.migrate", "h") == {"a": 1}
+    done.stdout = 'warning: x\n{"a": 1}\nnoise {"b": [2]} tail'  # never searched for something that looks like JSON
+    with pytest.raises(WorkFailed, match="db.migrate on h did not answer with one JSON document on stdout") as err:
+        json_answer(done, "db.migrate", "h")
+    assert "\n" not in err.value.line() and "db.migrate --json must print its JSON and nothing else" in err.value.line()
+    done.stdout, done.stderr = "", "Traceback ...\nImportError: no module named x\n"
+    with pytest.raises(WorkFailed, match="stdout: nothing; stderr: ImportError: no module named x"):
+        json_answer(done, "db.migrate", "h")
 
 
 def test_other_ssh_failures_and_odd_lock_records():
-    assert "cannot be reached" in deploy.ssh_failure(T, OPTIONS, "connect: No route to host").line()
-    assert deploy.ssh_failure(T, OPTIONS, "kex_exchange_identification: read: reset").line().endswith(
+    assert "cannot be reached" in ssh_failure(T, OPTIONS, "connect: No route to host").line()
+    assert ssh_failure(T, OPTIONS, "kex_exchange_identification: read: reset").line().endswith(
         "kex_exchange_identification: read: reset")
-    assert deploy.ssh_failure(T, OPTIONS, "").line().endswith("exit 255")
-    assert deploy.describe_holder({}) == "nobody"
-    assert deploy.lock_state({"host": HERE, "pid": "x", "age": 1.0}, 3600, HERE)[0] == "stale"
+    assert ssh_failure(T, OPTIONS, "").line().endswith("exit 255")
+    assert describe_holder({}) == "nobody"
+    assert lock_state({"host": HERE, "pid": "x", "age": 1.0}, 3600, HERE)[0] == "stale"
 
 
 def test_options_come_from_settings(tmp_path):
@@ -614,36 +627,36 @@ def test_options_come_from_settings(tmp_path):
 
     s = load_settings(environ={"CHOPS_ENV_FILE": str(tmp_path / "none.env"), "CHOPS_DEPLOY__IDENTITY_FILE": "keys/id",
                                "CHOPS_DEPLOY__BWLIMIT": "100"})
-    options = deploy.SshOptions.from_settings(s, accept_new_host_key=True)
+    options = SshOptions.from_settings(s, accept_new_host_key=True)
     assert options.identity_file == str(s.root / "keys" / "id") and options.known_hosts == ""
     assert options.accept_new_host_key and options.bwlimit == 100
-    assert "--bwlimit=100" in deploy.rsync_argv(T, options, "/r", None, dry_run=True)
-    assert "--dry-run" in deploy.rsync_argv(T, options, "/r", None, dry_run=True)
+    assert "--bwlimit=100" in rsync_argv(T, options, "/r", None, dry_run=True)
+    assert "--dry-run" in rsync_argv(T, options, "/r", None, dry_run=True)
     with pytest.raises(ConfigError, match="deploy.python"):
-        deploy.SshOptions.from_settings(s.with_overrides(deploy__python="python3; id"))
+        SshOptions.from_settings(s.with_overrides(deploy__python="python3; id"))
 
 
 def test_cron_plan_of_a_target_without_cron_removes_its_entries():
     from ops import ROOT
 
-    tag = deploy.project_id(T.path)
+    tag = project_id(T.path)
     installed = f"0 2 * * * cd {T.path}/current && true # chops:{tag}:events_ingest\n"
-    off = deploy.cron_plan(ROOT, dataclasses.replace(T, cron=False), installed)
+    off = cron_plan(ROOT, dataclasses.replace(T, cron=False), installed)
     assert off.summary() == "0 added, 0 changed, 1 removed, 0 unchanged" and off.after == ""
-    on = deploy.cron_plan(ROOT, T, "")
+    on = cron_plan(ROOT, T, "")
     assert on.of("add") and all(f"cd {T.path}/current && " in c.command for c in on.of("add"))
 
 
 def test_outcomes_and_plans_are_plain_data():
-    p = deploy.make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600)
+    p = make_plan(T, source(), facts("R1", "aaaaaaaaaaaa"), 3600)
     assert json.loads(json.dumps(p.as_dict()))["target"]["host"] == T.host
-    o = deploy.Outcome(T, "deploy", "no-op", "R1", "R1", [], 1.0)
+    o = Outcome(T, "deploy", "no-op", "R1", "R1", [], 1.0)
     assert o.as_dict()["target"]["path"] == "/srv/chops"
 
 
 def test_rollback_refuses_incomplete_releases_and_a_target_without_current():
-    f = deploy.Facts({"current": "r2", "releases": [rel("r1", complete=False), rel("r2")]})
+    f = Facts({"current": "r2", "releases": [rel("r1", complete=False), rel("r2")]})
     with pytest.raises(BadInput, match="incomplete"):
-        deploy.choose_rollback(f, "r1")
+        choose_rollback(f, "r1")
     with pytest.raises(BadInput, match="no current release"):
-        deploy.choose_rollback(deploy.Facts({"current": None, "releases": [rel("r1")]}), None)
+        choose_rollback(Facts({"current": None, "releases": [rel("r1")]}), None)
