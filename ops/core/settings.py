@@ -11,6 +11,11 @@ In ``.env`` and the environment a key is spelled ``CHOPS_<SECTION>__<KEY>`` (``C
 ``CLICKHOUSE_URL`` is accepted as the conventional name of ``clickhouse.url``. Unknown keys, wrong types and
 unknown environments are ``ConfigError``\\ s that name the file (or variable) and the key.
 
+A few keys are *tables* of names chops does not know in advance (ClickHouse settings: ``[clickhouse.settings]``).
+Each layer adds or replaces entries, one by one, and every entry keeps its own source; in ``.env`` and the
+environment an entry is ``CHOPS_<SECTION>__<KEY>__<NAME>`` (``CHOPS_CLICKHOUSE__SETTINGS__MAX_THREADS=4``; names
+are lower-cased, as ClickHouse's settings are).
+
 The result is one frozen :class:`Settings` that also remembers where every value came from.
 """
 
@@ -39,7 +44,9 @@ ALIASES = {"CLICKHOUSE_URL": "clickhouse.url"}
 
 @dataclass(frozen=True)
 class Key:
-    """One settings key: its type, and whether its value is a secret that is never printed."""
+    """One settings key: its type, and whether its value is a secret that is never printed.
+
+    ``dict`` is a table of named scalars (str, int, float, bool) whose names chops does not know in advance."""
 
     type: type
     help: str
@@ -54,6 +61,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lock_timeout": Key(float, "seconds to wait for the embedded engine held by another process"),
         "connect_timeout": Key(float, "seconds to wait when connecting to a server"),
         "cluster": Key(str, "cluster name: ON CLUSTER templating and Replicated bookkeeping on servers; empty = none"),
+        "settings": Key(dict, "query settings sent with every statement (system.settings), e.g. max_threads = 4"),
+        "merge_tree": Key(dict, "MergeTree settings of the embedded engine (system.merge_tree_settings); a server "
+                                "takes them from its own configuration"),
+        "server_settings": Key(dict, "server settings of the embedded engine (system.server_settings), e.g. "
+                                     "background_pool_size; a server takes them from its own configuration"),
     },
     "migrations": {
         "dir": Key(str, "migration files, NNNN_name.sql + NNNN_name.rollback.sql (relative to the project root)"),
@@ -110,8 +122,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 
+# The name of an entry of a table key: a ClickHouse setting name.
+ENTRY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _entry(value: Any, where: str, name: str) -> Any:
+    """One entry of a table key: a scalar (TOML) or text (.env, the environment), kept as it is."""
+    entry = name.rpartition(".")[2]
+    if not ENTRY_NAME.match(entry):
+        raise ConfigError(f"{where}: {name!r} is not a setting name (letters, digits and _)")
+    if not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{where}: {name} must be a string, number or boolean, got {type(value).__name__}")
+    return value
+
+
 def _coerce(value: Any, key: Key, where: str, name: str) -> Any:
     """Check (TOML) or convert (strings from .env and the environment) one value to the key's type."""
+    if key.type is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name} must be a table [{name}] of name = value")
+        return {entry: _entry(v, where, f"{name}.{entry}") for entry, v in value.items()}
     from_text = isinstance(value, str) and key.type is not str
     try:
         if key.type is bool:
@@ -174,8 +204,31 @@ def _apply_toml(values: dict, sources: dict, data: dict, where: str) -> None:
             key = SCHEMA[section].get(name)
             if key is None:
                 raise ConfigError(f"{where}: unknown key {section}.{name} (known: {', '.join(SCHEMA[section])})")
-            values[f"{section}.{name}"] = _coerce(value, key, where, f"{section}.{name}")
-            sources[f"{section}.{name}"] = where
+            _set(values, sources, f"{section}.{name}", _coerce(value, key, where, f"{section}.{name}"), where)
+
+
+def _set(values: dict, sources: dict, dotted: str, value: Any, where: str, entry: str | None = None) -> None:
+    """Record a value and its source; a table's entries are added to (or replace) the ones below them, one by one,
+    each with its own source (``clickhouse.settings.max_threads``)."""
+    if entry is not None:
+        values[dotted] = {**values.get(dotted, {}), entry: value}
+        sources[f"{dotted}.{entry}"] = where
+        sources.setdefault(dotted, where)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _set(values, sources, dotted, item, where, name)
+        values.setdefault(dotted, {})
+        sources.setdefault(dotted, where)
+    else:
+        values[dotted] = value
+        sources[dotted] = where
+
+
+def _table_entry(section: str, name: str) -> tuple[str, str] | None:
+    """``(key, entry)`` when ``name`` spells an entry of a table key (``settings__max_threads``), else None."""
+    head, sep, entry = name.partition("__")
+    key = SCHEMA.get(section, {}).get(head)
+    return (head, entry) if sep and key is not None and key.type is dict and entry else None
 
 
 def _variable_key(var: str) -> str | None:
@@ -195,16 +248,24 @@ def _apply_variables(values: dict, sources: dict, variables: Mapping[str, str | 
             continue
         section, _, name = dotted.partition(".")
         key = SCHEMA.get(section, {}).get(name)
-        if key is None:
+        table_entry = _table_entry(section, name)
+        if key is None and table_entry is None:
             raise ConfigError(
                 f"{where}: unknown variable {var} (settings variables are CHOPS_<SECTION>__<KEY>, "
                 f"e.g. CHOPS_CLICKHOUSE__LOCK_TIMEOUT)"
             )
+        if key is not None and key.type is dict:
+            raise ConfigError(f"{where}: {var}: {dotted} is a table; set one entry of it as {var}__<NAME>=value")
         if value is None:
             raise ConfigError(f"{where}: {var} has no value (write {var}=...)")
         label = f"{where} {var}" if where == "environment" else where
-        values[dotted] = _coerce(value, key, label, var)
-        sources[dotted] = f"{where} {var}" if where == "environment" else f"{where} ({var})"
+        source = f"{where} {var}" if where == "environment" else f"{where} ({var})"
+        if table_entry is not None:
+            table, entry = table_entry
+            entry_value = _entry(value, label, f"{section}.{table}.{entry}")
+            _set(values, sources, f"{section}.{table}", entry_value, source, entry)
+        else:
+            _set(values, sources, dotted, _coerce(value, key, label, var), source)
 
 
 def environments(root: Path = ROOT) -> list[str]:
@@ -255,31 +316,71 @@ class Settings:
         return p if p.is_absolute() else self.root / p
 
     def with_overrides(self, **overrides: Any) -> "Settings":
-        """A copy with some keys replaced (``clickhouse__url=...``); used by tests and by callers that pin a value."""
+        """A copy with some keys replaced (``clickhouse__url=...``); used by tests and by callers that pin a value.
+        A table is replaced whole (``clickhouse__settings={...}``) or one entry at a time
+        (``clickhouse__settings__max_threads=4``)."""
         values, sources = dict(self.values), dict(self.sources)
         for name, value in overrides.items():
             dotted = name.replace("__", ".", 1)
             section, _, key_name = dotted.partition(".")
             key = SCHEMA.get(section, {}).get(key_name)
+            table_entry = _table_entry(section, key_name)
+            if table_entry is not None:
+                table, entry = table_entry
+                _set(values, sources, f"{section}.{table}", _entry(value, "override", f"{section}.{table}.{entry}"),
+                     "override", entry)
+                continue
             if key is None:
                 raise ConfigError(f"override: unknown key {dotted}")
-            values[dotted] = _coerce(value, key, "override", dotted)
-            sources[dotted] = "override"
-        new = Settings(self.env, self.root, MappingProxyType(values), MappingProxyType(sources), self.env_file, self.secrets)
+            if key.type is dict:
+                values.pop(dotted)
+                for stale in [s for s in sources if s.startswith(f"{dotted}.")]:
+                    del sources[stale]
+                sources[dotted] = "override"
+            _set(values, sources, dotted, _coerce(value, key, "override", dotted), "override")
+        new = Settings(self.env, self.root, _frozen(values), MappingProxyType(sources), self.env_file, self.secrets)
         _validate(new)
         return new
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every key with its value (secrets masked) and where it came from."""
+        """Every key with its value (secrets masked) and where it came from; a table's entries one row each, those
+        the URL carries included (they win over the table's)."""
         rows = []
         for section, keys in SCHEMA.items():
             for name, key in keys.items():
                 dotted = f"{section}.{name}"
+                if key.type is dict:
+                    rows.extend(self._describe_table(dotted, key))
+                    continue
                 value = self.values[dotted]
                 if key.secret and value:
                     value = mask_url(value) if "://" in str(value) else "********"
                 rows.append({"key": dotted, "value": value, "source": self.sources[dotted], "help": key.help})
         return rows
+
+    def _describe_table(self, dotted: str, key: Key) -> list[dict[str, Any]]:
+        url = self.values["clickhouse.url"] if dotted.startswith("clickhouse.") else ""
+        found = parse_url(url) if url else None
+        carried = found.settings_group(dotted.partition(".")[2]) if found else {}
+        server = found is not None and found.kind == "server"
+        entries = {**{n: (v, self.sources[f"{dotted}.{n}"]) for n, v in self.values[dotted].items()},
+                   **{n: (v, f"{self.sources['clickhouse.url']} (URL parameter)") for n, v in carried.items()}}
+        if not entries:
+            return [{"key": dotted, "value": {}, "source": self.sources[dotted], "help": key.help}]
+        note = ("; not applied: a server takes it from its own configuration"
+                if server and dotted in ENGINE_ONLY else "")
+        return [{"key": f"{dotted}.{n}", "value": v, "source": source + note, "help": key.help}
+                for n, (v, source) in sorted(entries.items())]
+
+
+# Table keys that only the embedded engine applies (a server's own configuration sets them).
+ENGINE_ONLY = ("clickhouse.merge_tree", "clickhouse.server_settings")
+
+
+def _frozen(values: dict[str, Any]) -> MappingProxyType:
+    """The values, tables included, as read-only mappings."""
+    return MappingProxyType({k: MappingProxyType(dict(v)) if isinstance(v, (dict, MappingProxyType)) else v
+                             for k, v in values.items()})
 
 
 def _validate(settings: Settings) -> None:
@@ -324,7 +425,7 @@ def load_settings(root: Path = ROOT, environ: Mapping[str, str] | None = None) -
     settings = Settings(
         env=env,
         root=root,
-        values=MappingProxyType(values),
+        values=_frozen(values),
         sources=MappingProxyType(sources),
         env_file=env_file,
         secrets=MappingProxyType({k: v for k, v in dotenv.items() if v is not None}),

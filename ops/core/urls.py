@@ -1,18 +1,32 @@
 """Where the database is: ``clickhouse.url`` (or the embedded default) parsed into a :class:`Target`.
 
 Settings validate the URL while they load, so this is core, below the ClickHouse layer that opens it.
+
+A URL may carry ClickHouse settings as parameters, beside ``database=``:
+
+* ``NAME=value``: a query setting, sent with every statement (like ``[clickhouse.settings]``), on either engine;
+* ``merge_tree.NAME=value`` and ``server_settings.NAME=value``: settings of the embedded engine itself (like
+  ``[clickhouse.merge_tree]`` / ``[clickhouse.server_settings]``), in ``chdb://`` URLs only: a client cannot set
+  a server's.
+
+A URL's settings win over the configured tables'. Whether ClickHouse knows a name is checked when the engine
+opens (an unknown one is refused there, naming it).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from types import MappingProxyType
+from typing import Any, Mapping
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ops.core.errors import BadInput, ConfigError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# The groups of ClickHouse settings: the settings key (clickhouse.<group>) and the URL prefix (<group>.NAME) alike.
+QUERY, MERGE_TREE, SERVER = "settings", "merge_tree", "server_settings"
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,14 @@ class Target:
     secure: bool = False
     username: str | None = None
     password: str | None = None
+    # ClickHouse settings by group: query settings, and the embedded engine's MergeTree and server settings.
+    settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    merge_tree: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    server_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def settings_group(self, group: str) -> Mapping[str, Any]:
+        """The settings of one group: ``settings``, ``merge_tree`` or ``server_settings``."""
+        return {QUERY: self.settings, MERGE_TREE: self.merge_tree, SERVER: self.server_settings}[group]
 
     @property
     def url(self) -> str:
@@ -39,7 +61,8 @@ class Target:
 
 
 def parse_url(url: str, default_database: str = "default", where: str = "CLICKHOUSE_URL") -> Target:
-    """Parse ``chdb:///abs/path[/?database=db]`` or ``http(s)://user:pass@host[:port][/db]``; one-line errors."""
+    """Parse ``chdb:///abs/path[?database=db&…]`` or ``http(s)://user:pass@host[:port][/db][?…]``; one-line errors.
+    Parameters other than ``database=`` are settings (see the module's doc)."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -48,8 +71,9 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
     if scheme == "chdb":
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError(f"{where}: an embedded URL is chdb:///absolute/path, got {mask_url(url)!r}")
-        database = _query_database(parts.query, where) or default_database
-        return Target("embedded", validate_identifier(database, f"{where}: database", ConfigError), path=Path(parts.path))
+        database, groups = _parameters(parts.query, where, embedded=True)
+        return Target("embedded", validate_identifier(database or default_database, f"{where}: database", ConfigError),
+                      path=Path(parts.path), **groups)
     if scheme not in ("http", "https"):
         raise ConfigError(
             f"{where}: unknown scheme {parts.scheme or '(none)'!r} in {mask_url(url)!r} "
@@ -65,7 +89,8 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
     path = parts.path.strip("/")
     if "/" in path:
         raise ConfigError(f"{where}: the URL path names one database, got {path!r}")
-    database = unquote(path) or _query_database(parts.query, where) or default_database
+    query_database, groups = _parameters(parts.query, where, embedded=False)
+    database = unquote(path) or query_database or default_database
     return Target(
         "server",
         validate_identifier(database, f"{where}: database", ConfigError),
@@ -74,15 +99,34 @@ def parse_url(url: str, default_database: str = "default", where: str = "CLICKHO
         secure=secure,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        **groups,
     )
 
 
-def _query_database(query: str, where: str) -> str | None:
-    params = parse_qs(query)
-    unknown = set(params) - {"database"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown URL parameter(s) {', '.join(sorted(unknown))} (only database=)")
-    return params.get("database", [None])[0]
+def _parameters(query: str, where: str, embedded: bool) -> tuple[str | None, dict[str, Mapping[str, Any]]]:
+    """``database=`` and the settings a URL's query carries, by group; a one-line error for anything else."""
+    database: str | None = None
+    groups: dict[str, dict[str, str]] = {QUERY: {}, MERGE_TREE: {}, SERVER: {}}
+    seen: set[str] = set()
+    accepted = "database=, NAME= (a query setting)" + (", merge_tree.NAME=, server_settings.NAME=" if embedded else "")
+    for raw, value in parse_qsl(query, keep_blank_values=True):
+        if raw in seen:
+            raise ConfigError(f"{where}: URL parameter {raw} is given twice")
+        seen.add(raw)
+        prefix, dot, name = raw.rpartition(".")
+        if raw == "database":
+            database = value
+            continue
+        if (dot and prefix not in (MERGE_TREE, SERVER)) or not IDENTIFIER.match(name):
+            raise ConfigError(f"{where}: unknown URL parameter {raw!r} (accepted: {accepted})")
+        if dot and not embedded:
+            raise ConfigError(f"{where}: URL parameter {raw}: a client cannot set a server's "
+                              f"{'MergeTree' if prefix == MERGE_TREE else 'server'} settings; "
+                              "they are in the server's own configuration")
+        if value == "":
+            raise ConfigError(f"{where}: URL parameter {raw} has no value (write {raw}=VALUE)")
+        groups[prefix or QUERY][name] = value
+    return database, {group: MappingProxyType(entries) for group, entries in groups.items()}
 
 
 def mask_url(url: str) -> str:
@@ -97,10 +141,15 @@ def validate_identifier(name: str, what: str = "name", error: type = BadInput) -
 
 
 def target(settings) -> Target:
-    """The database chops talks to under these settings."""
+    """The database chops talks to under these settings, with the ClickHouse settings of
+    ``[clickhouse.settings]``, ``[clickhouse.merge_tree]`` and ``[clickhouse.server_settings]`` (a URL's win)."""
     url = settings.get("clickhouse.url")
     database = settings.get("clickhouse.database")
     if url:
-        return parse_url(url, database, where=settings.sources["clickhouse.url"])
-    return Target("embedded", validate_identifier(database, "clickhouse.database"),
-                  path=settings.path("paths.var") / "clickhouse")
+        found = parse_url(url, database, where=settings.sources["clickhouse.url"])
+    else:
+        found = Target("embedded", validate_identifier(database, "clickhouse.database"),
+                       path=settings.path("paths.var") / "clickhouse")
+    groups = {group: MappingProxyType({**settings.get(f"clickhouse.{group}"), **found.settings_group(group)})
+              for group in (QUERY, MERGE_TREE, SERVER)}
+    return Target(**{**found.__dict__, **groups})

@@ -173,9 +173,10 @@ def cluster_of(settings) -> str | None:
     return settings.get("clickhouse.cluster") or None
 
 
-def render(statement_text: str, cluster: str | None, path: Path, root: Path) -> str:
-    """A statement of the file at ``path`` with ``{cluster}`` filled in (or ``ON CLUSTER {cluster}`` removed)."""
+def render(statement_text: str, cluster: str | None, path: Path, root: Path, embedded: bool = False) -> str:
+    """A statement of the file at ``path`` with ``{cluster}`` filled in (or ``ON CLUSTER {cluster}`` removed; on the
+    embedded engine every ``ON CLUSTER`` clause, literal ones included, is removed)."""
     try:
-        return sqlsplit.render(statement_text, cluster)
+        return sqlsplit.render(statement_text, cluster, embedded=embedded)
     except BadInput as exc:
         raise BadInput(f"{rel(path, root)}: {exc.message}") from None

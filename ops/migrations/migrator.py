@@ -31,6 +31,7 @@ from ops.core.errors import BadInput, WorkFailed
 from ops.core.timefmt import stamp_micro
 from ops.migrations.files import (MigrationFile, check_files, cluster_of, finding, new_files, read_files, rel,
                                   render, sha)
+from ops.migrations import sqlsplit
 from ops.migrations.journal import PendingEvents, State, event_row, fold, read_events
 from ops.migrations.yoyo_backend import ClickHouseBackend, in_order
 
@@ -57,7 +58,11 @@ class Migrations:
         return read_files(self.directory, self.settings.root)
 
     def render(self, statement_text: str, path: Path) -> str:
-        return render(statement_text, self.cluster, path, self.settings.root)
+        return render(statement_text, self.cluster, path, self.settings.root, embedded=self.embedded)
+
+    @property
+    def embedded(self) -> bool:
+        return target(self.settings).kind == "embedded"
 
     @property
     def cluster(self) -> str | None:
@@ -181,11 +186,29 @@ class Migrations:
                 later = max((x for x in files if states[x.id].state in ("applied", "drifted")), key=lambda x: x.number)
                 add("error", "conflict", f.id, f"{f.id} is pending but {later.id}, numbered after it, is already "
                     "applied (two branches claimed the same place?); renumber it after the newest applied one")
+        findings += self.cluster_problems(files)
         if check_sql:
             pending = [f for f in files if states[f.id].state == "pending"]
             for migration, problem in self.syntax_problems(pending):
                 add("error", "syntax", migration, problem)
         return findings
+
+    def cluster_problems(self, files: list[MigrationFile]) -> list[dict[str, str]]:
+        """On a server with ``clickhouse.cluster`` set: every literal ``ON CLUSTER name`` naming another cluster (the
+        embedded engine removes every clause, so there is nothing to check there)."""
+        if not self.cluster:
+            return []
+        found = []
+        for f in files:
+            for path, statements in ((f.path, f.statements), (f.rollback_path, f.rollback_statements)):
+                for stmt in statements:
+                    for name, line in sqlsplit.literal_clusters(stmt.text):
+                        if name != self.cluster:
+                            found.append(finding(
+                                "error", "cluster", f.id,
+                                f"{rel(path, self.settings.root)} line {stmt.line + line - 1}: ON CLUSTER {name}, but "
+                                f"clickhouse.cluster is {self.cluster} (write ON CLUSTER {{cluster}})"))
+        return found
 
     def syntax_problems(self, files: list[MigrationFile]) -> list[tuple[str, str]]:
         """The statements of ``files`` that the engine cannot parse. All are parsed in one query

@@ -1,4 +1,4 @@
-"""Splitting a ClickHouse SQL file into statements, and filling in its ``{cluster}`` placeholder.
+"""Splitting a ClickHouse SQL file into statements, and its ``ON CLUSTER`` clauses and ``{cluster}`` placeholder.
 
 Both rest on one small scanner, :func:`_scan`, which cuts the text into consecutive spans: plain code, and the
 constructs in which ``;`` and ``{cluster}`` mean nothing to us:
@@ -11,7 +11,13 @@ constructs in which ``;`` and ``{cluster}`` mean nothing to us:
 
 Inside a quoted string ``{cluster}`` is a ClickHouse *server* macro
 (``ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')``), so :func:`render` only
-ever touches code spans.
+ever touches code spans, and a quoted name only as the name of an ``ON CLUSTER`` clause.
+
+An ``ON CLUSTER`` clause names its cluster with chops' template (``{cluster}``, or the Go-template spelling
+``{{.CLUSTER}}`` of golang-migrate sets), a bare name (``ON CLUSTER default``) or a quoted one (``'{cluster}'``,
+``"name"``, ```name```). Clauses are found on tokens, so comments and line breaks may sit anywhere in them; a
+statement's clause comes before its first ``SELECT`` (``CREATE VIEW v ON CLUSTER c AS SELECT …``), so a
+``JOIN … ON cluster …`` of a column named ``cluster`` is never taken for one.
 """
 
 from __future__ import annotations
@@ -32,9 +38,14 @@ _HEREDOC_OPEN = re.compile(r"\$[A-Za-z0-9_]*\$")
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-# `ON CLUSTER {cluster}`, with the whitespace before it (removed along with it when there is no cluster).
-_ON_CLUSTER = re.compile(r"(?P<lead>\s*)(?P<keywords>\bON\s+CLUSTER\s*)\{cluster\}", re.IGNORECASE)
-_PLACEHOLDER = "{cluster}"
+# The tokens of a code span that matter to ON CLUSTER: chops' placeholder in either spelling, words, `;`, and any
+# other character (which ends a clause).
+_CODE_TOKEN = re.compile(r"(?P<template>\{cluster\}|\{\{\s*\.?CLUSTER\s*\}\})|(?P<word>\w+)|(?P<other>\S)",
+                         re.IGNORECASE)
+# Words after `ON cluster` that show it is a join condition on a column, not a cluster clause.
+_NOT_A_CLUSTER = frozenset({"and", "or", "not", "in", "is", "like", "ilike", "between", "global", "to", "from",
+                            "for", "as", "where", "using", "settings", "format", "group", "order", "limit"})
+TEMPLATE, WORD, OTHER = "template", "word", "other"
 
 
 @dataclass(frozen=True)
@@ -171,49 +182,141 @@ def split_statements(sql: str) -> list[Statement]:
     return statements
 
 
-def render(sql: str, cluster: str | None) -> str:
-    """``sql`` with chops' ``{cluster}`` placeholder filled in, outside strings, identifiers, comments, heredocs.
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # TEMPLATE, WORD, OTHER, or the scanner's STRING / IDENTIFIER / HEREDOC
+    start: int
+    end: int
+    lead: int  # start of the whitespace right before the token, within its code span
 
-    * ``ON CLUSTER {cluster}`` becomes ``ON CLUSTER `name```, or disappears (with the whitespace before it, but
-      not its newlines) when there is no cluster, so the same file runs on a single server and on a cluster;
-    * any other ``{cluster}`` becomes the string literal ``'name'`` (``Distributed({cluster}, db, t)``), and is
-      a ``BadInput`` when there is no cluster.
+
+@dataclass(frozen=True)
+class OnCluster:
+    """One ``ON CLUSTER`` clause: from the whitespace before ``ON`` (``start``) to the end of the name."""
+
+    start: int
+    end: int
+    name_start: int
+    name: str  # as ClickHouse reads it: unquoted; chops' template as written
+    templated: bool
+    line: int
+
+
+def _tokens(sql: str) -> list[_Token]:
+    """The tokens of ``sql`` outside comments (see ``_CODE_TOKEN``); strings and identifiers are one token each."""
+    tokens = []
+    for kind, begin, end in _scan(sql):
+        if kind == COMMENT:
+            continue
+        if kind != CODE:
+            tokens.append(_Token(kind, begin, end, begin))
+            continue
+        previous_end = begin
+        for match in _CODE_TOKEN.finditer(sql, begin, end):
+            tokens.append(_Token(match.lastgroup, match.start(), match.end(), previous_end))
+            previous_end = match.end()
+    return tokens
+
+
+def _unquote(text: str) -> str:
+    """The value of a quoted string or identifier: doubled quotes and backslash escapes undone."""
+    quote, inner = text[0], text[1:-1]
+    return re.sub(r"\\(.)", r"\1", inner.replace(quote * 2, quote))
+
+
+def _cluster_name(sql: str, token: _Token) -> tuple[str, bool] | None:
+    """The cluster a token names right after ``ON CLUSTER``, and whether it is chops' template; None if none."""
+    text = sql[token.start:token.end]
+    if token.kind == TEMPLATE:
+        return text, True
+    if token.kind in (STRING, IDENTIFIER):
+        return _unquote(text), False
+    if token.kind == WORD and text.lower() not in _NOT_A_CLUSTER:
+        return text, False
+    return None
+
+
+def on_cluster_clauses(sql: str) -> list[OnCluster]:
+    """Every ``ON CLUSTER`` clause of ``sql`` (any number of statements), in order. ``BadInput`` for an unterminated
+    string or comment."""
+    return _clauses(sql, _tokens(sql))
+
+
+def _clauses(sql: str, tokens: list[_Token]) -> list[OnCluster]:
+    clauses = []
+    selected = False  # a SELECT was seen in this statement: ON CLUSTER comes before it
+    for i, token in enumerate(tokens):
+        text = sql[token.start:token.end].lower()
+        if token.kind == OTHER and text == ";":
+            selected = False
+        elif token.kind == WORD and text == "select":
+            selected = True
+        elif (token.kind == WORD and text == "on" and not selected and i + 2 < len(tokens)
+              and tokens[i + 1].kind == WORD and sql[tokens[i + 1].start:tokens[i + 1].end].lower() == "cluster"):
+            named = _cluster_name(sql, tokens[i + 2])
+            if named is not None:
+                name_token = tokens[i + 2]
+                clauses.append(OnCluster(token.lead, name_token.end, name_token.start, named[0], named[1],
+                                         _line_of(sql, token.start)))
+    return clauses
+
+
+def literal_clusters(sql: str) -> list[tuple[str, int]]:
+    """``(name, line)`` of every ``ON CLUSTER`` clause of ``sql`` that names its cluster literally (``ON CLUSTER
+    default``, ``'main'``, `` `main` ``), line 1-based within ``sql``. Not chops' template, and not a name holding a
+    server macro (``'{cluster}'``): the server expands that itself. On a server with ``clickhouse.cluster`` set,
+    a name that differs from it is a mistake ``db.validate`` reports."""
+    return [(c.name, c.line) for c in on_cluster_clauses(sql) if not c.templated and "{" not in c.name]
+
+
+def _removed(sql: str, start: int, end: int) -> str:
+    """What replaces a clause that is removed: its newlines, so line numbers still match the file; without any,
+    one space only where the words around it would otherwise be glued together."""
+    newlines = sql.count("\n", start, end)
+    if newlines:
+        return "\n" * newlines
+    following = sql[end:end + 1]
+    glued = following.isalnum() or following in ("_", "'", '"', "`")
+    return " " if start < end and sql[start].isspace() and glued else ""
+
+
+def render(sql: str, cluster: str | None, *, embedded: bool = False) -> str:
+    """``sql`` as it runs: ``ON CLUSTER`` clauses and chops' cluster placeholder resolved, outside strings,
+    identifiers, comments and heredocs.
+
+    * ``embedded``: the engine has no cluster, so every ``ON CLUSTER`` clause is removed, templated or literal
+      (``ON CLUSTER default``, ``ON CLUSTER '{cluster}'``); ``cluster`` is ignored;
+    * otherwise ``ON CLUSTER {cluster}`` (or ``{{.CLUSTER}}``) becomes ``ON CLUSTER `name``` with a cluster, and
+      disappears without one, so the same file runs on a single server and on a cluster; a literal clause is
+      kept as written (:func:`literal_clusters` lists them for validation);
+    * a clause removed leaves its newlines (line numbers still match the file) and never glues two words;
+    * any other placeholder becomes the string literal ``'name'`` (``Distributed({cluster}, db, t)``), and is a
+      ``BadInput`` when there is no cluster.
     """
-    cluster = cluster or None
+    cluster = None if embedded else (cluster or None)
     if cluster is not None and not _CLUSTER_NAME.fullmatch(cluster):
         raise BadInput(f"cluster name {cluster!r} is not valid: use only letters, digits, '_', '.' and '-'")
-
-    def on_cluster(match: re.Match) -> str:
-        if cluster is not None:
-            return f"{match['lead']}{match['keywords']}`{cluster}`"
-        # Removed entirely, but its newlines stay, so line numbers still match the file; without any, keep one
-        # space only if a word would otherwise be glued to the previous one.
-        newlines = match.group().count("\n")
-        if newlines:
-            return "\n" * newlines
-        following = match.string[match.end():match.end() + 1]
-        return " " if match["lead"] and (following.isalnum() or following == "_") else ""
-
-    parts = []
-    for kind, begin, end in _scan(sql):
-        text = sql[begin:end]
-        if kind == CODE and _PLACEHOLDER in text:
-            if cluster is None:
-                bare = _first_bare_placeholder(text)
-                if bare is not None:
-                    raise BadInput(
-                        f"SQL on line {_line_of(sql, begin + bare)} uses {{cluster}} but clickhouse.cluster is not set",
-                        hint="set clickhouse.cluster, or use {cluster} only in ON CLUSTER {cluster}")
-            text = _ON_CLUSTER.sub(on_cluster, text)
-            text = text.replace(_PLACEHOLDER, f"'{cluster}'")
-        parts.append(text)
-    return "".join(parts)
-
-
-def _first_bare_placeholder(code: str) -> int | None:
-    """Offset of the first ``{cluster}`` in ``code`` that is not part of ``ON CLUSTER {cluster}``."""
-    in_on_cluster = {match.end() for match in _ON_CLUSTER.finditer(code)}
-    for match in re.finditer(re.escape(_PLACEHOLDER), code):
-        if match.end() not in in_on_cluster:
-            return match.start()
-    return None
+    if "cluster" not in sql.lower():
+        return sql  # nothing to do (most statements): not even a scan
+    tokens = _tokens(sql)
+    edits: list[tuple[int, int, str]] = []
+    in_clause: set[int] = set()
+    for clause in _clauses(sql, tokens):
+        in_clause.add(clause.name_start)
+        if embedded or (clause.templated and cluster is None):
+            edits.append((clause.start, clause.end, _removed(sql, clause.start, clause.end)))
+        elif clause.templated:
+            edits.append((clause.name_start, clause.end, f"`{cluster}`"))
+    for token in tokens:
+        if token.kind != TEMPLATE or token.start in in_clause:
+            continue
+        if cluster is None:
+            raise BadInput(f"SQL on line {_line_of(sql, token.start)} uses {sql[token.start:token.end]} but "
+                           "clickhouse.cluster is not set",
+                           hint="set clickhouse.cluster, or use {cluster} only in ON CLUSTER {cluster}")
+        edits.append((token.start, token.end, f"'{cluster}'"))
+    parts, done = [], 0
+    for start, end, text in sorted(edits):
+        parts += [sql[done:start], text]
+        done = end
+    return "".join(parts) + sql[done:]

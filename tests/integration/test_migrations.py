@@ -409,6 +409,36 @@ def test_cluster_rendering_and_server_settings(settings, mdir, tmp_path):
     assert "ENGINE = MergeTree" in log_table_sql(None, replicated=False)
 
 
+def test_literal_on_cluster_clauses_are_removed_on_the_embedded_engine(migrations, mdir, db):
+    # written for a cluster named `default` (literal, as many projects do), and with a quoted name in a rollback
+    write(mdir, "0001_events.sql", "CREATE TABLE events ON CLUSTER default (day Date, note String DEFAULT 'ON CLUSTER x')\n"
+                                   "ENGINE = MergeTree ORDER BY day;\n"
+                                   "ALTER TABLE events ON CLUSTER 'main' ADD COLUMN env String;\n")
+    write(mdir, "0001_events.rollback.sql", "DROP TABLE IF EXISTS events ON CLUSTER `default` SYNC;\n")
+    [plan] = migrations.migrate(dry_run=True)["plan"]  # the dry run shows the SQL as it will run
+    assert [s.split("\n")[0] for s in plan["statements"]] == [
+        "CREATE TABLE events (day Date, note String DEFAULT 'ON CLUSTER x')", "ALTER TABLE events ADD COLUMN env String"]
+    assert migrations.migrate()["applied"] == ["0001_events"]
+    assert db.scalar("SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = 'events' "
+                     "AND name = 'env'") == 1
+    assert db.scalar("SELECT default_expression FROM system.columns WHERE database = currentDatabase() "
+                     "AND table = 'events' AND name = 'note'") == "'ON CLUSTER x'"  # a string is never touched
+    migrations.rollback(count=1)
+    assert "events" not in tables(db)
+
+
+def test_a_literal_cluster_other_than_the_configured_one_is_a_validate_error(settings, mdir):
+    mdir.mkdir()
+    write(mdir, "0001_r.sql", "CREATE TABLE r ON CLUSTER {cluster} (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
+                              "\nALTER TABLE r ON CLUSTER staging ADD COLUMN y UInt8;\n")
+    server = settings.with_overrides(clickhouse__url="http://ops:pw@ch.example:8123/prod", clickhouse__cluster="main",
+                                     migrations__dir=str(mdir))
+    m = Migrations(server)  # no server here: the check itself, which db.validate runs among the others
+    found = m.cluster_problems(m.files())
+    assert [x["message"] for x in found] == [
+        f"{mdir / '0001_r.sql'} line 3: ON CLUSTER staging, but clickhouse.cluster is main (write ON CLUSTER {{cluster}})"]
+
+
 def killed_run(migrations, mdir):
     """A run that died after statement 1 of 0001_events: its events are in the write-ahead file only."""
     two_migrations(mdir)

@@ -1,9 +1,11 @@
-"""Parsing and masking of ClickHouse URLs (no engine needed)."""
+"""Parsing and masking of ClickHouse URLs, the settings they carry, and the embedded engine's configuration file
+(no engine needed)."""
 
 from pathlib import Path
 
 import pytest
 
+from ops.clickhouse.client import config_path, engine_config, not_applied
 from ops.core.urls import mask_url, parse_url, target
 
 
@@ -42,3 +44,43 @@ def test_default_target_is_embedded_under_var(settings):
 ])
 def test_mask_url(raw, shown):
     assert mask_url(raw) == shown
+
+
+def test_url_parameters_are_settings_by_group():
+    t = parse_url("chdb:///srv/ch?database=a&max_threads=4&merge_tree.allow_dimensions_outside_sorting_key=1"
+                  "&server_settings.background_pool_size=16")
+    assert (t.database, dict(t.settings)) == ("a", {"max_threads": "4"})
+    assert dict(t.merge_tree) == {"allow_dimensions_outside_sorting_key": "1"}
+    assert dict(t.server_settings) == {"background_pool_size": "16"}
+    assert t.url == "chdb:///srv/ch"
+    server = parse_url("https://u:p@h/db?max_execution_time=60&database=ignored")
+    assert (server.database, dict(server.settings), dict(server.merge_tree)) == ("db", {"max_execution_time": "60"}, {})
+
+
+def test_target_merges_configured_tables_with_the_url(settings):
+    s = settings.with_overrides(clickhouse__settings={"max_threads": 2, "max_block_size": 100},
+                                clickhouse__merge_tree={"allow_dimensions_outside_sorting_key": True},
+                                clickhouse__url="chdb:///srv/ch?max_threads=1&server_settings.background_pool_size=8")
+    t = target(s)
+    assert dict(t.settings) == {"max_threads": "1", "max_block_size": 100}  # the URL's win
+    assert dict(t.merge_tree) == {"allow_dimensions_outside_sorting_key": True}
+    assert dict(t.server_settings) == {"background_pool_size": "8"}
+    assert dict(target(settings).settings) == {}
+
+
+def test_engine_config_file():
+    assert engine_config({}, {}) is None
+    text = engine_config({"allow_dimensions_outside_sorting_key": True, "max_parts_in_total": 100},
+                         {"background_pool_size": 8, "mark_cache_policy": "SLRU<&>"})
+    body = [line.strip() for line in text.splitlines() if not line.lstrip().startswith(("<!--", "each time"))]
+    assert body == ["<clickhouse>", "<background_pool_size>8</background_pool_size>",
+                    "<mark_cache_policy>SLRU&lt;&amp;&gt;</mark_cache_policy>", "<merge_tree>",
+                    "<allow_dimensions_outside_sorting_key>1</allow_dimensions_outside_sorting_key>",
+                    "<max_parts_in_total>100</max_parts_in_total>", "</merge_tree>", "</clickhouse>"]
+    assert config_path(Path("/srv/var/clickhouse")) == Path("/srv/var/clickhouse.config.xml")
+
+
+def test_not_applied_compares_as_clickhouse_prints():
+    wanted = {"allow_dimensions_outside_sorting_key": True, "background_pool_size": 16, "x": "1", "gone": 1}
+    actual = {"allow_dimensions_outside_sorting_key": "1", "background_pool_size": "2", "x": "1"}
+    assert not_applied(wanted, actual) == {"background_pool_size": "2", "gone": None}

@@ -152,3 +152,110 @@ def test_every_variable_is_documented_in_env_example():
     expected |= set(ALIASES) | META_VARIABLES
     missing = sorted(v for v in expected if v not in example)
     assert not missing, f"config/.env.example does not document {missing}"
+
+
+# --- tables of ClickHouse settings: [clickhouse.settings], [clickhouse.merge_tree], [clickhouse.server_settings] ---
+
+def rows(settings):
+    return {r["key"]: r for r in settings.describe()}
+
+
+def test_setting_tables_default_to_empty_and_show_one_row(project):
+    s = load(project)
+    assert dict(s.get("clickhouse.settings")) == {} and dict(s.clickhouse["merge_tree"]) == {}
+    shown = rows(s)
+    assert shown["clickhouse.server_settings"]["value"] == {}
+    assert shown["clickhouse.server_settings"]["source"] == "config/default.toml"
+
+
+def test_setting_tables_merge_entry_by_entry_with_a_source_each(project):
+    (project / "config" / "default.toml").write_text(
+        (project / "config" / "default.toml").read_text().replace(
+            "[clickhouse.merge_tree]\n", "[clickhouse.merge_tree]\nallow_dimensions_outside_sorting_key = true\n"
+                                         "index_granularity = 8192\n"))
+    (project / "config" / "test.toml").write_text(
+        "[clickhouse.merge_tree]\nindex_granularity = 1024\n[clickhouse.settings]\nmax_threads = 2\n")
+    write_env(project, "CHOPS_CLICKHOUSE__SETTINGS__MAX_THREADS=3\n")
+    s = load(project, CHOPS_ENV="test", CHOPS_CLICKHOUSE__SERVER_SETTINGS__BACKGROUND_POOL_SIZE="8")
+
+    assert dict(s.get("clickhouse.merge_tree")) == {"allow_dimensions_outside_sorting_key": True,
+                                                    "index_granularity": 1024}
+    assert dict(s.get("clickhouse.settings")) == {"max_threads": "3"}  # text from .env: ClickHouse parses it
+    assert dict(s.get("clickhouse.server_settings")) == {"background_pool_size": "8"}
+    shown = rows(s)
+    assert shown["clickhouse.merge_tree.allow_dimensions_outside_sorting_key"]["source"] == "config/default.toml"
+    assert shown["clickhouse.merge_tree.index_granularity"]["source"] == "config/test.toml"
+    assert shown["clickhouse.settings.max_threads"]["source"] == ".env (CHOPS_CLICKHOUSE__SETTINGS__MAX_THREADS)"
+    assert shown["clickhouse.server_settings.background_pool_size"] == {
+        "key": "clickhouse.server_settings.background_pool_size", "value": "8",
+        "source": "environment CHOPS_CLICKHOUSE__SERVER_SETTINGS__BACKGROUND_POOL_SIZE",
+        "help": shown["clickhouse.server_settings.background_pool_size"]["help"]}
+    with pytest.raises(TypeError):
+        s.get("clickhouse.settings")["max_threads"] = 1  # frozen like every value
+
+
+def test_url_settings_win_and_are_shown_with_the_url_as_source(project):
+    (project / "config" / "dev.toml").write_text("[clickhouse.settings]\nmax_threads = 2\nmax_memory_usage = 1000\n")
+    s = load(project, CLICKHOUSE_URL="chdb:///srv/ch?max_threads=1&server_settings.background_pool_size=16")
+    shown = rows(s)
+    assert shown["clickhouse.settings.max_threads"]["value"] == "1"
+    assert shown["clickhouse.settings.max_threads"]["source"] == "environment CLICKHOUSE_URL (URL parameter)"
+    assert shown["clickhouse.settings.max_memory_usage"]["source"] == "config/dev.toml"
+    assert shown["clickhouse.server_settings.background_pool_size"]["value"] == "16"
+
+
+def test_engine_settings_with_a_server_url_say_they_are_not_applied(project):
+    (project / "config" / "dev.toml").write_text("[clickhouse.merge_tree]\nallow_dimensions_outside_sorting_key = 1\n"
+                                                 "[clickhouse.settings]\nmax_threads = 2\n")
+    shown = rows(load(project, CLICKHOUSE_URL="http://ch.example:8123/db"))
+    assert shown["clickhouse.merge_tree.allow_dimensions_outside_sorting_key"]["source"] == (
+        "config/dev.toml; not applied: a server takes it from its own configuration")
+    assert shown["clickhouse.settings.max_threads"]["source"] == "config/dev.toml"  # query settings are sent
+    embedded = rows(load(project))
+    assert embedded["clickhouse.merge_tree.allow_dimensions_outside_sorting_key"]["source"] == "config/dev.toml"
+
+
+def test_overrides_set_one_entry_or_replace_a_table(project):
+    s = load(project).with_overrides(clickhouse__settings__max_threads=4)
+    assert dict(s.get("clickhouse.settings")) == {"max_threads": 4}
+    assert s.sources["clickhouse.settings.max_threads"] == "override"
+    s = s.with_overrides(clickhouse__settings={"max_block_size": 10})
+    assert dict(s.get("clickhouse.settings")) == {"max_block_size": 10}
+    assert "clickhouse.settings.max_threads" not in s.sources
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[clickhouse]\nsettings = 3\n", "clickhouse.settings must be a table [clickhouse.settings]"),
+    ("[clickhouse.settings]\n\"max-threads\" = 1\n", "'clickhouse.settings.max-threads' is not a setting name"),
+    ("[clickhouse.merge_tree]\nx = [1, 2]\n", "clickhouse.merge_tree.x must be a string, number or boolean, got list"),
+    ("[clickhouse.merge_tree.nested]\nx = 1\n", "clickhouse.merge_tree.nested must be a string, number or boolean"),
+    ("[clickhouse.nosuch]\nx = 1\n", "unknown key clickhouse.nosuch"),
+], ids=["not-a-table", "bad-name", "array", "nested-table", "unknown-table"])
+def test_bad_setting_tables_in_toml(project, text, fragment):
+    (project / "config" / "dev.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    assert "config/dev.toml" in err.value.line() and fragment in err.value.line()
+
+
+def test_a_whole_table_from_the_environment_is_refused(project):
+    with pytest.raises(ConfigError, match="clickhouse.settings is a table; set one entry of it as "
+                                          "CHOPS_CLICKHOUSE__SETTINGS__<NAME>=value"):
+        load(project, CHOPS_CLICKHOUSE__SETTINGS="max_threads=1")
+    with pytest.raises(ConfigError, match="unknown variable CHOPS_CLICKHOUSE__NOSUCH__X"):
+        load(project, CHOPS_CLICKHOUSE__NOSUCH__X="1")
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("chdb:///srv/ch?backgroundpool.size=16", "unknown URL parameter 'backgroundpool.size' (accepted: database="),
+    ("chdb:///srv/ch?max-threads=1", "unknown URL parameter 'max-threads'"),
+    ("chdb:///srv/ch?max_threads=", "URL parameter max_threads has no value"),
+    ("chdb:///srv/ch?max_threads=1&max_threads=2", "URL parameter max_threads is given twice"),
+    ("http://h:8123/db?merge_tree.allow_dimensions_outside_sorting_key=1",
+     "a client cannot set a server's MergeTree settings; they are in the server's own configuration"),
+    ("https://h/db?server_settings.background_pool_size=16", "a client cannot set a server's server settings"),
+], ids=["unknown-prefix", "bad-name", "no-value", "twice", "server-merge-tree", "server-server-settings"])
+def test_bad_url_parameters_are_one_line_errors(project, url, fragment):
+    with pytest.raises(ConfigError) as err:
+        load(project, CLICKHOUSE_URL=url)
+    assert err.value.line().startswith("environment CLICKHOUSE_URL: ") and fragment in err.value.line()

@@ -1,9 +1,10 @@
-"""SQL splitting and {cluster} rendering: quoting, comments, heredocs, line numbers, bad input as BadInput."""
+"""SQL splitting, {cluster} rendering and literal ON CLUSTER clauses: quoting, comments, heredocs, line numbers,
+bad input as BadInput."""
 
 import pytest
 
 from ops.core.errors import BadInput
-from ops.migrations.sqlsplit import Statement, render, split_statements
+from ops.migrations.sqlsplit import Statement, literal_clusters, on_cluster_clauses, render, split_statements
 
 
 def texts(sql):
@@ -242,3 +243,77 @@ def test_render_without_cluster_then_split():
     assert [s.text.split("\n")[0] for s in statements] == [
         "CREATE TABLE db.events", "CREATE TABLE db.events_all AS db.events"]
     assert [s.line for s in statements] == [1, 9]
+
+
+# --- literal ON CLUSTER: removed on the embedded engine, kept (and listed for validation) on a server ------------
+
+@pytest.mark.parametrize("clause", [
+    "ON CLUSTER default", "on cluster default", "ON CLUSTER '{cluster}'", "ON CLUSTER 'main'",
+    'ON CLUSTER "my-cluster"',
+    "ON CLUSTER `my.cluster`", "ON CLUSTER {cluster}", "ON CLUSTER {{.CLUSTER}}", "ON CLUSTER {{ .CLUSTER }}",
+    "ON /* why */ CLUSTER main", "ON CLUSTER 'it''s'",
+], ids=["bare", "lowercase", "macro-string", "string", "double-quoted", "backtick", "template", "go-template",
+        "go-template-spaced", "comment-inside", "doubled-quote"])
+def test_embedded_removes_every_on_cluster_clause(clause):
+    sql = f"CREATE TABLE t {clause} (x UInt8) ENGINE = Memory;\nDROP TABLE t {clause} SYNC;\n"
+    assert render(sql, None, embedded=True) == "CREATE TABLE t (x UInt8) ENGINE = Memory;\nDROP TABLE t SYNC;\n"
+
+
+def test_embedded_ignores_a_configured_cluster():
+    assert render("DROP TABLE t ON CLUSTER {cluster}", "main", embedded=True) == "DROP TABLE t"
+
+
+def test_embedded_removal_keeps_newlines_and_never_glues_words():
+    sql = "ALTER TABLE t\n    ON CLUSTER\n    default\n    ADD COLUMN y UInt8;\nSELECT 1"
+    rendered = render(sql, None, embedded=True)
+    assert rendered == "ALTER TABLE t\n\n\n    ADD COLUMN y UInt8;\nSELECT 1"
+    assert [s.line for s in split_statements(rendered)] == [1, 5]
+    assert render("ALTER TABLE t ON CLUSTER `c`DELETE WHERE 1", None, embedded=True) == "ALTER TABLE t DELETE WHERE 1"
+    assert render("CREATE TABLE t ON CLUSTER c(x UInt8)", None, embedded=True) == "CREATE TABLE t(x UInt8)"
+
+
+def test_strings_and_comments_that_mention_on_cluster_are_untouched():
+    sql = ("ALTER TABLE t ON CLUSTER default ADD COLUMN note String DEFAULT 'ON CLUSTER default' "
+           "COMMENT \"ON CLUSTER x\" -- ON CLUSTER default\n/* ON CLUSTER main */")
+    assert render(sql, None, embedded=True) == (
+        "ALTER TABLE t ADD COLUMN note String DEFAULT 'ON CLUSTER default' "
+        "COMMENT \"ON CLUSTER x\" -- ON CLUSTER default\n/* ON CLUSTER main */")
+
+
+def test_a_join_on_a_column_named_cluster_is_no_clause():
+    sql = ("CREATE VIEW v ON CLUSTER main AS SELECT * FROM a JOIN b ON cluster IN (1) AND cluster = b.c;\n"
+           "SELECT * FROM a JOIN b ON cluster AND b.ok")
+    assert render(sql, None, embedded=True) == (
+        "CREATE VIEW v AS SELECT * FROM a JOIN b ON cluster IN (1) AND cluster = b.c;\n"
+        "SELECT * FROM a JOIN b ON cluster AND b.ok")
+    assert [c.name for c in on_cluster_clauses(sql)] == ["main"]
+
+
+@pytest.mark.parametrize("cluster", [None, "main"], ids=["no-cluster", "cluster"])
+def test_server_keeps_literal_clauses(cluster):
+    sql = "CREATE TABLE t ON CLUSTER default (x UInt8);\nDROP TABLE u ON CLUSTER 'other';\nDROP TABLE w ON CLUSTER `c`"
+    assert render(sql, cluster) == sql
+
+
+def test_server_go_template_is_the_placeholder():
+    sql = "CREATE TABLE t ON CLUSTER {{.CLUSTER}} AS s ENGINE = Distributed({{ .CLUSTER }}, db, s)"
+    assert render(sql, "main") == "CREATE TABLE t ON CLUSTER `main` AS s ENGINE = Distributed('main', db, s)"
+    with pytest.raises(BadInput, match=r"line 1 uses \{\{ \.CLUSTER \}\} but clickhouse.cluster is not set"):
+        render(sql, None)
+
+
+def test_literal_clusters_names_and_lines():
+    sql = ("CREATE TABLE a ON CLUSTER default (x UInt8);\n"
+           "CREATE TABLE b ON CLUSTER {cluster} (x UInt8);\n"
+           "CREATE TABLE c ON CLUSTER '{cluster}' (x UInt8);\n"
+           "ALTER TABLE a\n  ON CLUSTER \"prod-eu\" ADD COLUMN y UInt8;\n"
+           "-- ON CLUSTER commented\n"
+           "SELECT 'ON CLUSTER quoted';\n"
+           "DROP TABLE a ON CLUSTER `it``s`")
+    assert literal_clusters(sql) == [("default", 1), ("prod-eu", 5), ("it`s", 8)]
+    assert literal_clusters("SELECT 1") == []
+
+
+def test_literal_clusters_of_unterminated_sql_is_bad_input():
+    with pytest.raises(BadInput, match="unterminated string starting on line 1"):
+        literal_clusters("DROP TABLE t ON CLUSTER 'main")
