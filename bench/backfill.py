@@ -2,7 +2,7 @@
 
 * chops: ``inv backfill --start S --end E --parallel 1 --force --json``: a frozen plan stored first, then for each
   day and pipeline (dependencies first) the ledger, the partition's lock, a staging table, the checks and
-  REPLACE PARTITION (see ops/backfill.py and ops/runner.py).
+  REPLACE PARTITION (see ops/pipelines/backfill.py and ops/pipelines/runner.py).
 * direct: one Python process that opens the same embedded engine with clickhouse_connect and, day after day,
   has the engine load the day's inbox files into ``events`` (``INSERT … FROM INFILE``, as ``Run.insert_file`` does) and runs the
   ``INSERT … SELECT`` of daily_rollup and user_sessions straight into their tables: no plan, ledger, staging

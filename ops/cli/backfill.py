@@ -32,11 +32,12 @@ def _range(s, days, start, end, max_days):
 def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=False, force=False, rerun_failed=False,
         newest_first=False, fail_fast=False, resume=None, max_days=None, json=False):
     """Backfill a range of days for the backfillable pipelines: a frozen plan, run in parallel, resumable."""
-    from ops.pipelines import backfill
-    from ops.core import output
     from ops.clickhouse.client import connect
+    from ops.core import output
     from ops.core.errors import BadInput, WorkFailed
+    from ops.pipelines import backfill, ledger
     from ops.pipelines.definition import load_pipelines
+    from ops.pipelines.scheduler import OutcomeStatus
 
     s = settings()
     parallel = whole_number(parallel if parallel is not None else s.get("backfill.parallel"), "--parallel")
@@ -51,11 +52,9 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
         first, last = _range(s, days, start, end, max_days)
         names = backfill.select_jobs(registry, jobs)
         db = connect(s)
-        from ops.pipelines import ledger
-
         ledger.require_table(db)
-        plan = backfill.make_plan(s, db, registry, first, last, names, force=force, rerun_failed=rerun_failed,
-                                  newest_first=newest_first)
+        plan = backfill.make_plan(s, db, registry, first, last, names,
+                                  reprocess=backfill.Reprocess.of(force, rerun_failed), newest_first=newest_first)
         if dry_run:
             return _print_plan(db, registry, plan, json)
         backfill.store(db, plan)
@@ -63,13 +62,14 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
                     f"({plan.start} .. {plan.end}; {', '.join(plan.jobs)}; {parallel} at a time)")
     with output.Progress(len(plan.items), f"backfill {plan.id}") as bar:
         def progress(o, n, total):
-            detail = f"{o.rows:,} rows" if o.status == "succeeded" else (o.error or "")
+            detail = f"{o.rows:,} rows" if o.status == OutcomeStatus.SUCCEEDED else (o.error or "")
             bar.step(f"{o.pipeline} {o.day} {o.status} {detail} {o.seconds:.1f}s".rstrip())
 
         outcomes = backfill.execute(s, plan, registry, parallel=parallel, fail_fast=fail_fast, progress=progress,
                                     db=db)
     summary = backfill.summarize(outcomes, plan)
-    failed = [o for o in outcomes if o.status in ("failed", "blocked", "not started")]
+    failed = [o for o in outcomes if o.status in (OutcomeStatus.FAILED, OutcomeStatus.BLOCKED,
+                                                  OutcomeStatus.NOT_STARTED)]
     if json:
         output.print_json({"plan": plan.summary(), "summary": summary,
                            "outcomes": [o.__dict__ for o in outcomes]})
@@ -79,7 +79,7 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
                            ["pipeline", "succeeded", "skipped", "failed", "blocked", "rows", "time"],
                            title=f"backfill {plan.id}", right=["succeeded", "skipped", "failed", "blocked", "rows", "time"])
     if failed:
-        first_error = next((o for o in failed if o.status == "failed"), failed[0])
+        first_error = next((o for o in failed if o.status == OutcomeStatus.FAILED), failed[0])
         raise WorkFailed(f"{len(failed)} partition(s) did not succeed; first: {first_error.pipeline} "
                          f"{first_error.day}: {first_error.error}",
                          hint=f"fix it, then: inv backfill --resume {plan.id} (or --rerun-failed)")
@@ -138,6 +138,7 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
     from ops.core import output
     from ops.clickhouse.client import connect
     from ops.pipelines.definition import load_pipelines
+    from ops.pipelines.ledger import RunStatus
 
     s = settings()
     if days is None and not start:
@@ -163,7 +164,7 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
     grid = [(g["pipeline"], *[backfill.GRID.get(g["days"][str(d)], "?") for d in day_list]) for g in data["coverage"]]
     output.print_table(grid, header, title=f"coverage, days of {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
     output.info(backfill.LEGEND)
-    gaps = sum(1 for g in data["coverage"] for v in g["days"].values() if v != "succeeded")
+    gaps = sum(1 for g in data["coverage"] for v in g["days"].values() if v != RunStatus.SUCCEEDED)
     flagged = sum(1 for t in data["tables"] for d in t["days"] if d["flags"])
     output.info(f"{gaps} partition(s) not succeeded, {flagged} day(s) flagged")
 

@@ -9,9 +9,9 @@ from ops.cli.base import settings, task, whole_number
 
 
 def _age(t) -> str:
-    from ops.pipelines.ledger import aware, now
+    from ops.core.timefmt import aware, utc_now
 
-    seconds = (now() - aware(t)).total_seconds()
+    seconds = (utc_now() - aware(t)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
@@ -79,20 +79,21 @@ def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual",
     from ops.core import output
     from ops.pipelines.runner import run_pipeline
 
-    result = run_pipeline(settings(), name, date, trigger=trigger, force=force, dry_run=dry_run,
-                          allow_future=allow_future, notify=output.info)
+    from ops.pipelines.ledger import RunStatus
+
+    r = run_pipeline(settings(), name, date, trigger=trigger, force=force, dry_run=dry_run,
+                     allow_future=allow_future, notify=output.info)
     if json:
-        return output.print_json(result)
-    if dry_run:
-        deps = ", ".join(f"{d}: {s}" for d, s in result["depends"].items()) or "none"
-        output.info(f"{result['pipeline']} {result['day']}: would {result['would']}; target {result['target']} has "
-                    f"{result['rows_now']:,} rows for the day; last run {result['last_status'] or 'never'}; "
-                    f"depends: {deps}; nothing was changed")
-    elif result["status"] == "skipped":
-        output.info(f"{result['pipeline']} {result['day']}: skipped, {result['reason']}")
+        return output.print_json(r.as_dict())
+    if r.dry_run:
+        deps = ", ".join(f"{d}: {s}" for d, s in r.depends.items()) or "none"
+        output.info(f"{r.pipeline} {r.day}: would {r.would}; target {r.target} has {r.rows_now:,} rows for the day; "
+                    f"last run {r.last_status or 'never'}; depends: {deps}; nothing was changed")
+    elif r.status is RunStatus.SKIPPED:
+        output.info(f"{r.pipeline} {r.day}: skipped, {r.reason}")
     else:
-        output.info(f"{result['pipeline']} {result['day']}: succeeded, {result['rows']:,} rows in "
-                    f"{result['duration_s']:.2f}s (attempt {result['attempt']}; log {result['log']})")
+        output.info(f"{r.pipeline} {r.day}: succeeded, {r.rows:,} rows in {r.seconds:.2f}s (attempt {r.attempt}; "
+                    f"log {r.log})")
 
 
 @task(help={"name": "only this pipeline", "date": "only this day (YYYY-MM-DD)", "limit": "at most this many attempts (default 30)",

@@ -137,11 +137,11 @@ def crontab(c, json=False):
 })
 def doctor(c, name=None, json=False):
     """Run each scheduled cron command with --dry-run in cron's bare environment (writes no data)."""
-    from ops.pipelines import cron
     from ops.core import output
     from ops.core.errors import WorkFailed
+    from ops.pipelines import cron_doctor
 
-    rows = cron.doctor(settings(), _registry(), names=name)
+    rows = cron_doctor.doctor(settings(), _registry(), names=name)
     if not json:
         _warn_shell_only()
     if json:

@@ -1,5 +1,5 @@
-"""Pipelines: the definition (decorator, checks, discovery), the runner, the run ledger, backfills, cron schedules
-and sample data. Imports ``clickhouse`` and ``core``.
+"""Pipelines: the definition (decorator, checks, discovery), the runner, the run ledger, backfills (plan, scheduler,
+execution), cron schedules (and their doctor) and sample data. Imports ``clickhouse`` and ``core``.
 
 A pipeline module writes ``from ops.pipelines import checks, pipeline``: those two are this package's public face.
 """

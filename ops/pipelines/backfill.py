@@ -12,29 +12,55 @@
 from __future__ import annotations
 
 import json
-import os
+import re
+import signal
 import socket
 import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Any, Callable, Sequence
 
-from ops.pipelines import ledger
-from ops.core.errors import BadInput, ChopsError, WorkFailed
-from ops.pipelines.definition import Registry, load_pipelines
+from ops.clickhouse.client import connect
 from ops.core import pidfile
+from ops.core.errors import BadInput, ChopsError, WorkFailed
+from ops.core.process import user_name
+from ops.core.timefmt import stamp, utc_now
+from ops.pipelines import ledger
+from ops.pipelines.definition import Pipeline, Registry, days_between
+from ops.pipelines.ledger import FAILURES, RunStatus, Trigger
+from ops.pipelines.runner import Interrupted, run_pipeline
+from ops.pipelines.scheduler import Item, Outcome, OutcomeStatus, Scheduler
 
 PLANS = "backfill_plans"
 
 
-@dataclass(frozen=True)
-class Item:
-    pipeline: str
-    day: date
-    depends_on: tuple[str, ...] = ()
+class Reprocess(StrEnum):
+    """Which partitions of the range a backfill takes, and whether a day that succeeded is built again."""
+
+    NORMAL = "normal"  # every partition that has not succeeded
+    FORCE = "force"  # every partition; one that succeeded is rebuilt (--force)
+    RERUN_FAILED = "rerun_failed"  # only those whose newest attempt failed, died or was killed (--rerun-failed)
+    RERUN_FAILED_FORCED = "rerun_failed_forced"  # those, rebuilt even where an earlier attempt succeeded (both)
+
+    @classmethod
+    def of(cls, force: bool = False, rerun_failed: bool = False) -> "Reprocess":
+        """The mode of the ``--force`` and ``--rerun-failed`` flags."""
+        if rerun_failed:
+            return cls.RERUN_FAILED_FORCED if force else cls.RERUN_FAILED
+        return cls.FORCE if force else cls.NORMAL
+
+    @property
+    def force(self) -> bool:
+        """A day that succeeded is built again (the runner's ``force``)."""
+        return self in (Reprocess.FORCE, Reprocess.RERUN_FAILED_FORCED)
+
+    @property
+    def only_failed(self) -> bool:
+        return self in (Reprocess.RERUN_FAILED, Reprocess.RERUN_FAILED_FORCED)
 
 
 @dataclass(frozen=True)
@@ -47,11 +73,18 @@ class Plan:
     jobs: tuple[str, ...]
     items: tuple[Item, ...]  # to run, in order
     skipped: tuple[tuple[str, date, str], ...]  # (pipeline, day, why)
-    force: bool = False
-    rerun_failed: bool = False
+    reprocess: Reprocess = Reprocess.NORMAL
     newest_first: bool = False
     created_at: str = ""
     created_by: str = ""
+
+    @property
+    def force(self) -> bool:
+        return self.reprocess.force
+
+    @property
+    def rerun_failed(self) -> bool:
+        return self.reprocess.only_failed
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "start": self.start, "end": self.end, "jobs": list(self.jobs),
@@ -62,7 +95,7 @@ class Plan:
 def resolve_range(days: Any = None, start: str | None = None, end: str | None = None, max_days: int = 366,
                   today: date | None = None) -> tuple[date, date]:
     """--days N (ending yesterday) or --start/--end (both inclusive); every impossible combination is BadInput."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or utc_now().date()
     if days is not None and (start or end):
         raise BadInput("give --days or --start/--end, not both")
     if days is not None:
@@ -91,8 +124,6 @@ def resolve_range(days: Any = None, start: str | None = None, end: str | None = 
 
 
 def _date(text: str, flag: str) -> date:
-    import re
-
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", (text or "").strip()):
         raise BadInput(f"{flag} {text!r} must be YYYY-MM-DD")
     try:
@@ -115,48 +146,50 @@ def select_jobs(registry: Registry, jobs: str | list[str] | None) -> list[str]:
     return [p.name for p in registry.ordered(names)]
 
 
-def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: list[str], force: bool = False,
-              rerun_failed: bool = False, newest_first: bool = False) -> Plan:
+def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: list[str],
+              reprocess: Reprocess = Reprocess.NORMAL, newest_first: bool = False) -> Plan:
     """Decide every partition: run it, or skip it (already succeeded, or not failed under --rerun-failed)."""
     latest = ledger.latest_by_partition(db, jobs, first, last)
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    if newest_first:
-        days.reverse()
     ordered = [registry.get(name) for name in jobs]
     rows = {p.name: target_rows(db, p.target) for p in ordered}
+    days = days_between(first, last)
+    items, skipped = choose(days[::-1] if newest_first else days, ordered, latest, rows, reprocess)
+    now = utc_now()
+    return Plan(id=f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", start=first, end=last, jobs=tuple(jobs),
+                items=tuple(items), skipped=tuple(skipped), reprocess=reprocess, newest_first=newest_first,
+                created_at=stamp(now), created_by=f"{user_name()}@{socket.gethostname()}")
+
+
+def choose(days: Sequence[date], pipelines: Sequence[Pipeline], latest: dict[tuple[str, date], dict],
+           rows: dict[str, dict[str, int]], reprocess: Reprocess = Reprocess.NORMAL,
+           ) -> tuple[list[Item], list[tuple[str, date, str]]]:
+    """The partitions to run, day by day in the order of ``days``, each day's ``pipelines`` in their order (give them
+    dependencies first), and those skipped with why. Pure: ``latest`` is the newest attempt of each (pipeline, day),
+    ``rows`` each pipeline's target rows per partition id."""
+    names = {p.name for p in pipelines}
     items, skipped = [], []
     for day in days:
-        for p in ordered:
+        for p in pipelines:
             last_try = latest.get((p.name, day))
             status = last_try["status"] if last_try else None
-            if status == "succeeded" and not p.allow_empty and not rows[p.name].get(f"{day:%Y%m%d}"):
-                status = "gone"  # the ledger says done, but the day's rows are not there (dropped since)
-            if rerun_failed and status not in ("failed", "died", "killed"):
+            if status == RunStatus.SUCCEEDED and not p.allow_empty and not rows[p.name].get(f"{day:%Y%m%d}"):
+                status = RunStatus.GONE  # the ledger says done, but the day's rows are not there (dropped since)
+            if reprocess.only_failed and status not in FAILURES:
                 skipped.append((p.name, day, f"not failed ({status or 'never run'})"))
-            elif status == "succeeded" and not force:
+            elif status == RunStatus.SUCCEEDED and not reprocess.force:
                 skipped.append((p.name, day, "already succeeded"))
             else:
-                items.append(Item(p.name, day, tuple(d for d in p.depends_on if d in jobs)))
-    now = datetime.now(timezone.utc)
-    plan_id = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    from ops.migrations.migrator import _who
-
-    user, host, pid, _ = _who()
-    return Plan(id=plan_id, start=first, end=last, jobs=tuple(jobs), items=tuple(items), skipped=tuple(skipped),
-                force=force, rerun_failed=rerun_failed, newest_first=newest_first,
-                created_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), created_by=f"{user}@{host}")
+                items.append(Item(p.name, day, tuple(d for d in p.depends_on if d in names)))
+    return items, skipped
 
 
 def target_rows(db, table: str) -> dict[str, int]:
     """Rows per partition id of a table, from its active parts (no scan)."""
-    parts = db.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
-                    "AND table = {t:String} AND active GROUP BY partition_id", {"t": table})
-    return {r["partition_id"]: int(r["rows"]) for r in parts}
+    return db.partition_rows(table)
 
 
 def require_plans_table(db) -> None:
-    if not db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-                     {"t": PLANS}):
+    if not db.has_table(PLANS):
         raise WorkFailed("the backfill plans table does not exist", hint="run: inv db.migrate")
 
 
@@ -184,8 +217,8 @@ def load(db, plan_id: str) -> Plan:
         id=r["plan_id"], start=r["start"], end=r["end"], jobs=tuple(r["jobs"]),
         items=tuple(Item(p, date.fromisoformat(d), tuple(deps)) for p, d, deps in json.loads(r["items"])),
         skipped=tuple((p, date.fromisoformat(d), why) for p, d, why in json.loads(r["skipped"])),
-        force=options["force"], rerun_failed=options["rerun_failed"], newest_first=options["newest_first"],
-        created_at=ledger.aware(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S UTC"), created_by=r["created_by"],
+        reprocess=Reprocess.of(options["force"], options["rerun_failed"]), newest_first=options["newest_first"],
+        created_at=stamp(r["created_at"]), created_by=r["created_by"],
     )
 
 
@@ -202,20 +235,12 @@ def recent_plans(db, limit: int = 20) -> list[dict[str, Any]]:
 
 def plan_progress(db, plan: Plan) -> dict[str, Any]:
     """Counts of the plan's partitions by the status of their newest attempt under this plan."""
-    rows = db.rows("SELECT pipeline, partition, toString(argMax(status, updated_at)) AS status, "
-                   "argMax(host, updated_at) AS host, argMax(pid, updated_at) AS pid "
-                   "FROM run_ledger FINAL WHERE plan_id = {id:String} GROUP BY pipeline, partition", {"id": plan.id})
-    state = {}
-    for r in rows:
-        status = r["status"]
-        if status == "running" and not ledger.alive(r["host"], r["pid"]):
-            status = "died"
-        state[(r["pipeline"], r["partition"])] = status
+    state = ledger.plan_states(db, plan.id)
     counts = {"succeeded": 0, "failed": 0, "running": 0, "pending": 0}
     for item in plan.items:
         s = state.get((item.pipeline, item.day))
-        key = "succeeded" if s == "succeeded" else "running" if s == "running" else \
-            "failed" if s in ("failed", "killed", "died") else "pending"
+        key = "succeeded" if s == RunStatus.SUCCEEDED else "running" if s == RunStatus.RUNNING else \
+            "failed" if s in FAILURES else "pending"
         counts[key] += 1
     total = len(plan.items)
     counts["done_percent"] = round(100 * counts["succeeded"] / total, 1) if total else 100.0
@@ -224,136 +249,93 @@ def plan_progress(db, plan: Plan) -> dict[str, Any]:
 
 # --- execution ------------------------------------------------------------------------------------------------------
 
-@dataclass
-class Outcome:
-    pipeline: str
-    day: date
-    status: str  # succeeded | skipped | failed | blocked | not started
-    rows: int = 0
-    seconds: float = 0.0
-    error: str = ""
-
-
 def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fast: bool = False,
             progress: Callable[[Outcome, int, int], None] | None = None,
             started: Callable[[Item], None] | None = None, db=None) -> list[Outcome]:
     """Run the plan's partitions: dependencies first within a day, ``parallel`` at a time. Returns every outcome.
-    ``db``: a connection to use in this thread (worker threads open their own)."""
-    from ops.clickhouse.client import connect
-    from ops.pipelines.runner import run_pipeline
-
+    ``db``: a connection to use in this thread (worker threads open their own). Which partition starts when is
+    the :class:`~ops.pipelines.scheduler.Scheduler`'s call; this loop runs them, keeps the pid file's progress and
+    turns SIGTERM and Ctrl-C into a stop."""
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
     db = db or connect(settings)
-    done_by_plan = {(r["pipeline"], r["partition"]) for r in db.rows(
-        "SELECT pipeline, partition FROM run_ledger FINAL WHERE plan_id = {id:String} AND status = 'succeeded'",
-        {"id": plan.id})}
-    outcomes: dict[tuple[str, date], Outcome] = {}
-    pending = [i for i in plan.items]
-    for item in list(pending):
-        if (item.pipeline, item.day) in done_by_plan:
-            outcomes[(item.pipeline, item.day)] = Outcome(item.pipeline, item.day, "skipped",
-                                                          error="done earlier in this plan")
-            pending.remove(item)
+    schedule = Scheduler(plan.items, done=ledger.succeeded_in_plan(db, plan.id), fail_fast=fail_fast)
     total = len(plan.items)
-    local = threading.local()
-    stop = threading.Event()
+    work = _Worker(settings, plan, registry, db)
 
-    from ops.pipelines.runner import Interrupted
+    def note_progress() -> None:
+        pidfile.working(settings, "backfill", f"plan {plan.id}", progress=f"{schedule.count}/{total}")
 
-    def work(item: Item) -> Outcome:
-        if not hasattr(local, "db"):
-            local.db = db if threading.current_thread() is threading.main_thread() else connect(settings)
-        t0 = time.monotonic()
-        try:
-            result = run_pipeline(settings, item.pipeline, item.day.isoformat(), trigger="backfill",
-                                  force=plan.force, plan_id=plan.id, registry=registry, db=local.db)
-        except Interrupted as exc:
-            stop.set()  # SIGTERM: this partition ended as killed; start nothing more
-            return Outcome(item.pipeline, item.day, "killed", seconds=time.monotonic() - t0, error=exc.message)
-        except ChopsError as exc:
-            return Outcome(item.pipeline, item.day, "failed", seconds=time.monotonic() - t0, error=exc.message)
-        status = "skipped" if result["status"] == "skipped" else "succeeded"
-        return Outcome(item.pipeline, item.day, status, rows=int(result.get("rows") or 0),
-                       seconds=time.monotonic() - t0, error=result.get("reason", ""))
-
-    plan_keys = {(i.pipeline, i.day) for i in plan.items}
-
-    def ready(item: Item) -> str | None:
-        """'run' when its dependencies for the day are through, 'blocked' when one failed, None to wait."""
-        for dep in item.depends_on:
-            key = (dep, item.day)
-            if key not in plan_keys:
-                continue  # it succeeded before this plan was made (the runner checks the ledger again)
-            o = outcomes.get(key)
-            if o is None:
-                return None
-            if o.status in ("failed", "blocked", "not started"):
-                return "blocked"
-        return "run"
-
-    running: dict[Future, Item] = {}
-    pidfile.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
-
+    note_progress()
+    running: set[Future] = set()
     # One at a time runs in this (main) thread, where SIGTERM reaches the run and ends it cleanly as killed.
     # With more, runs are threads: SIGTERM stops new partitions, and the running ones finish.
+    signalled = threading.Event()
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") if parallel > 1 else _Inline()
-    previous_handler = _stop_on_sigterm(stop) if parallel > 1 else None
+    previous_handler = _stop_on_sigterm(signalled) if parallel > 1 else None
     with pool:
         try:
-            while pending or running:
-                launched = True
-                while launched and not stop.is_set() and len(running) < parallel:
-                    launched = False
-                    for item in list(pending):
-                        verdict = ready(item)
-                        if verdict == "blocked":
-                            pending.remove(item)
-                            o = Outcome(item.pipeline, item.day, "blocked",
-                                        error=f"a dependency failed for {item.day}")
-                            outcomes[(item.pipeline, item.day)] = o
-                            if progress:
-                                progress(o, len(outcomes), total)
-                            launched = True
-                            break
-                        if verdict == "run":
-                            pending.remove(item)
-                            if started:
-                                started(item)
-                            running[pool.submit(work, item)] = item
-                            launched = True
-                            break
+            while True:
+                while len(running) < parallel and not signalled.is_set():
+                    step = schedule.take()
+                    if step is None:
+                        break
+                    if isinstance(step, Outcome):  # blocked by a failed dependency
+                        if progress:
+                            progress(step, schedule.count, total)
+                        continue
+                    if started:
+                        started(step)
+                    running.add(pool.submit(work, step))
                 if not running:
                     break  # nothing runs and nothing more can start: what is pending is reported below
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    item = running.pop(future)
-                    o = future.result()
-                    outcomes[(item.pipeline, item.day)] = o
-                    pidfile.working(settings, "backfill", f"plan {plan.id}", progress=f"{len(outcomes)}/{total}")
+                    running.discard(future)
+                    outcome = future.result()
+                    schedule.record(outcome)
+                    note_progress()
                     if progress:
-                        progress(o, len(outcomes), total)
-                    if o.status == "failed" and fail_fast:
-                        stop.set()
-                if stop.is_set() and not running:
-                    break
+                        progress(outcome, schedule.count, total)
         except KeyboardInterrupt:
-            stop.set()
+            schedule.stop()
             for future in running:
                 future.cancel()
             raise
         finally:
             if previous_handler is not None:
-                import signal
-
                 signal.signal(signal.SIGTERM, previous_handler)
-    stopped_by = "stopped by SIGTERM" if getattr(stop, "signalled", False) or any(
-        o.status == "killed" for o in outcomes.values()) else "stopped by --fail-fast"
-    for item in pending:
-        outcomes[(item.pipeline, item.day)] = Outcome(item.pipeline, item.day, "not started",
-                                                      error=stopped_by if stop.is_set() else
-                                                      "its dependencies never ran")
-    return [outcomes[(i.pipeline, i.day)] for i in plan.items]
+    if signalled.is_set():
+        schedule.stop(by_signal=True)
+    return schedule.finish()
+
+
+class _Worker:
+    """Runs one partition through the runner in the calling thread, on that thread's own connection (the main
+    thread's is the one ``execute`` was given), and says what became of it."""
+
+    def __init__(self, settings, plan: Plan, registry: Registry, db):
+        self.settings, self.plan, self.registry, self.db = settings, plan, registry, db
+        self.local = threading.local()
+
+    def __call__(self, item: Item) -> Outcome:
+        if not hasattr(self.local, "db"):
+            main = threading.current_thread() is threading.main_thread()
+            self.local.db = self.db if main else connect(self.settings)
+        t0 = time.monotonic()
+        try:
+            result = run_pipeline(self.settings, item.pipeline, item.day.isoformat(), trigger=Trigger.BACKFILL,
+                                  force=self.plan.force, plan_id=self.plan.id, registry=self.registry,
+                                  db=self.local.db)
+        except Interrupted as exc:  # SIGTERM: this partition ended as killed; the scheduler starts nothing more
+            return Outcome(item.pipeline, item.day, OutcomeStatus.KILLED, seconds=time.monotonic() - t0,
+                           error=exc.message)
+        except ChopsError as exc:
+            return Outcome(item.pipeline, item.day, OutcomeStatus.FAILED, seconds=time.monotonic() - t0,
+                           error=exc.message)
+        status = OutcomeStatus.SKIPPED if result.status == RunStatus.SKIPPED else OutcomeStatus.SUCCEEDED
+        return Outcome(item.pipeline, item.day, status, rows=int(result.rows or 0), seconds=time.monotonic() - t0,
+                       error=result.reason)
 
 
 class _Inline:
@@ -374,16 +356,13 @@ class _Inline:
         return False
 
 
-def _stop_on_sigterm(stop: threading.Event):
-    """SIGTERM sets ``stop`` (no new partitions start); returns the previous handler."""
-    import signal
-
+def _stop_on_sigterm(signalled: threading.Event):
+    """SIGTERM sets ``signalled`` (no new partitions start); returns the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def handler(signum, frame):
-        stop.signalled = True
-        stop.set()
+        signalled.set()
 
     return signal.signal(signal.SIGTERM, handler)
 
@@ -396,7 +375,7 @@ def summarize(outcomes: list[Outcome], plan: Plan) -> list[dict[str, Any]]:
         rows[name]["skipped"] += 1
     for o in outcomes:
         r = rows[o.pipeline]
-        key = {"not started": "blocked", "killed": "failed"}.get(o.status, o.status)
+        key = {OutcomeStatus.NOT_STARTED: "blocked", OutcomeStatus.KILLED: "failed"}.get(o.status, str(o.status))
         r[key] += 1
         r["rows"] += o.rows
         r["seconds"] = round(r["seconds"] + o.seconds, 2)
@@ -405,13 +384,14 @@ def summarize(outcomes: list[Outcome], plan: Plan) -> list[dict[str, Any]]:
 
 # --- counts, coverage, verify -----------------------------------------------------------------------------------
 
-GRID = {"succeeded": "✓", "failed": "✗", "killed": "✗", "died": "✗", "running": "▶", "gone": "!", None: "·"}
+GRID = {RunStatus.SUCCEEDED: "✓", RunStatus.FAILED: "✗", RunStatus.KILLED: "✗", RunStatus.DIED: "✗",
+        RunStatus.RUNNING: "▶", RunStatus.GONE: "!", None: "·"}
 LEGEND = "✓ succeeded  ✗ failed  ▶ running  · never run  ! succeeded but its rows are gone"
 
 
 def counts(db, registry: Registry, first: date, last: date, jobs: list[str], threshold: float) -> dict[str, Any]:
     """Rows per day per target (from the parts, no scan), flags, and the pipelines × days coverage grid."""
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = days_between(first, last)
     latest = ledger.latest_by_partition(db, jobs, first, last)
     tables = []
     for name in jobs:
@@ -436,8 +416,8 @@ def counts(db, registry: Registry, first: date, last: date, jobs: list[str], thr
         cells = {}
         for d in t["days"]:
             status = (latest.get((p.name, d["day"])) or {}).get("status")
-            if status == "succeeded" and d["rows"] == 0 and not p.allow_empty:
-                status = "gone"
+            if status == RunStatus.SUCCEEDED and d["rows"] == 0 and not p.allow_empty:
+                status = RunStatus.GONE
             cells[str(d["day"])] = status
         grid.append({"pipeline": p.name, "days": cells})
     return {"start": first, "end": last, "threshold": threshold, "tables": tables, "coverage": grid}
@@ -447,7 +427,7 @@ def verify(db, registry: Registry, first: date, last: date, jobs: list[str],
            progress: Callable[[str, date], None] | None = None) -> list[dict[str, Any]]:
     """Run each pipeline's checks on the target's data for each day, rewriting nothing."""
     results = []
-    for day in [first + timedelta(days=i) for i in range((last - first).days + 1)]:
+    for day in days_between(first, last):
         for name in jobs:
             p = registry.get(name)
             source = f"(SELECT * FROM `{p.target}` WHERE _partition_id = partitionId({{day:Date}}))"

@@ -16,32 +16,30 @@ Nothing relies on PATH or the working directory: the interpreter is the venv's b
 runs this code), the runner loads settings and .env itself from the root, and takes its own locks.
 
 :func:`plan` and :func:`unschedule` are pure over a CronTab read beforehand; :func:`apply` writes the result
-(and refuses when the crontab changed in between). :func:`doctor` runs each command under cron's environment
-with ``--dry-run``, which writes no data.
+(and refuses when the crontab changed in between). ``ops.pipelines.cron_doctor`` runs each command under cron's
+environment with ``--dry-run``, which writes no data.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
-import pwd
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ops import ROOT
 from ops.core.errors import BadInput, WorkFailed
+from ops.core.timefmt import stamp
 
 TAG_PREFIX = "chops"
-# cron's environment: what a job sees (besides HOME and LOGNAME), see cron(8)
-CRON_PATH = "/usr/bin:/bin"
-CRON_SHELL = "/bin/sh"
 INSTALL_HINT = "run: apt-get install cron"
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PIPELINE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -155,13 +153,11 @@ def tag(settings, pipeline: str) -> str:
 def bin_dir_default() -> Path:
     """The bin directory of the virtualenv running this code (not resolved: the venv's python is a symlink); in a
     deployed release, ``current``'s (its ``.venv`` links to the venv of whichever release is current)."""
-    from ops import ROOT
-
     deployed = deployed_root(ROOT)
     return deployed / ".venv" / "bin" if deployed else Path(os.path.abspath(sys.executable)).parent
 
 
-def _pipelines(pipelines) -> dict[str, Any]:
+def pipelines_by_name(pipelines) -> dict[str, Any]:
     """name -> pipeline from a Registry, a mapping or an iterable of pipeline objects."""
     if pipelines is None:
         return {}
@@ -256,8 +252,17 @@ def render(settings, pipelines, environment: Mapping[str, str] | None = None,
     """
     env = _environment(settings, environment)
     bin_dir = Path(bin_dir) if bin_dir is not None else bin_dir_default()
-    by_name = _pipelines(pipelines)
+    by_name = pipelines_by_name(pipelines)
     return [_entry(settings, by_name[n], env, bin_dir) for n in sorted(by_name) if by_name[n].schedule]
+
+
+def doctor_command(settings, p, environment: Mapping[str, str] | None = None,
+                   bin_dir: Path | str | None = None) -> str:
+    """The cron command of ``p`` with ``--dry-run``, its output captured instead of appended to the log."""
+    env = _environment(settings, environment)
+    bin_dir = Path(bin_dir) if bin_dir is not None else bin_dir_default()
+    day = getattr(p, "cron_date", None) or "yesterday"
+    return _command(settings, p.name, day, env, bin_dir, dry_run=True)
 
 
 # --- reading a crontab ----------------------------------------------------------------------------------------------
@@ -329,7 +334,7 @@ def _lines(text: str) -> list[str]:
 
 # --- planning (pure) ------------------------------------------------------------------------------------------------
 
-def _names(names: Iterable[str] | str | None) -> list[str]:
+def split_names(names: Iterable[str] | str | None) -> list[str]:
     if names is None:
         return []
     if isinstance(names, str):
@@ -342,7 +347,7 @@ def _names(names: Iterable[str] | str | None) -> list[str]:
     return out
 
 
-def _check_names(names: list[str], by_name: Mapping[str, Any], present: set[str], need_schedule: bool) -> None:
+def check_names(names: list[str], by_name: Mapping[str, Any], present: set[str], need_schedule: bool) -> None:
     for n in names:
         if n in by_name:
             if need_schedule and not by_name[n].schedule and n not in present:
@@ -362,7 +367,7 @@ def _module_file(p) -> str:
 
 
 def _scope(names, everything: bool) -> list[str]:
-    chosen = _names(names)
+    chosen = split_names(names)
     if chosen and everything:
         raise BadInput("name pipelines or use --all, not both")
     if not chosen and not everything:
@@ -422,9 +427,9 @@ def plan(settings, pipelines, names: Iterable[str] | str | None = None, all: boo
                          hint="fix them (inv pipeline.list shows why), or name the pipelines to schedule")
     crontab = crontab if crontab is not None else user_crontab()
     before = text_of(crontab)
-    by_name = _pipelines(pipelines)
+    by_name = pipelines_by_name(pipelines)
     present = {i.pipeline for i in installed(settings, before)}
-    _check_names(chosen, by_name, present, need_schedule=True)
+    check_names(chosen, by_name, present, need_schedule=True)
     scope = set(chosen) if chosen else None
     entries = render(settings, {n: p for n, p in by_name.items() if scope is None or n in scope}, environment, bin_dir)
     wanted = {e.pipeline: e for e in entries}
@@ -440,7 +445,7 @@ def unschedule(settings, pipelines, names: Iterable[str] | str | None = None, al
     crontab = crontab if crontab is not None else user_crontab()
     before = text_of(crontab)
     present = {i.pipeline for i in installed(settings, before)}
-    _check_names(chosen, _pipelines(pipelines), present, need_schedule=False)
+    check_names(chosen, pipelines_by_name(pipelines), present, need_schedule=False)
     scope = set(chosen) if chosen else None
     return _build(settings, before, {}, lambda n: scope is None or n in scope)
 
@@ -489,21 +494,15 @@ def pause_file(settings) -> Path:
 
 
 def mark_paused(settings, by: str) -> None:
-    import json
-    from datetime import datetime, timezone
-
     path = pause_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"by": by, "pid": os.getpid(),
-                               "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}))
+    tmp.write_text(json.dumps({"by": by, "pid": os.getpid(), "since": stamp()}))
     os.replace(tmp, path)
 
 
 def paused(settings) -> dict | None:
     """Who paused this project's cron entries and since when, while the pause stands."""
-    import json
-
     try:
         return json.loads(pause_file(settings).read_text())
     except FileNotFoundError:
@@ -533,7 +532,7 @@ def installed_vs_expected(settings, pipelines, crontab=None, environment: Mappin
     """
     crontab = crontab if crontab is not None else user_crontab()
     text = text_of(crontab)
-    by_name = _pipelines(pipelines)
+    by_name = pipelines_by_name(pipelines)
     expected = {e.pipeline: e for e in render(settings, by_name, environment, bin_dir)}
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -583,52 +582,6 @@ def _comm(pid: int) -> str:
         return ""
     name, _, rest = stat.partition(" (")[2].rpartition(") ")
     return "" if rest[:1] in ("Z", "X") else name
-
-
-# --- doctor ---------------------------------------------------------------------------------------------------------
-
-def cron_environment() -> dict[str, str]:
-    """The environment cron gives a job of this user (Debian cron(8)): nothing else."""
-    user = pwd.getpwuid(os.getuid())
-    return {"HOME": user.pw_dir, "LOGNAME": user.pw_name, "SHELL": CRON_SHELL, "PATH": CRON_PATH}
-
-
-def doctor_command(settings, p, environment: Mapping[str, str] | None = None,
-                   bin_dir: Path | str | None = None) -> str:
-    """The cron command of ``p`` with ``--dry-run``, its output captured instead of appended to the log."""
-    env = _environment(settings, environment)
-    bin_dir = Path(bin_dir) if bin_dir is not None else bin_dir_default()
-    day = getattr(p, "cron_date", None) or "yesterday"
-    return _command(settings, p.name, day, env, bin_dir, dry_run=True)
-
-
-def doctor(settings, pipelines, names: Iterable[str] | str | None = None,
-           environment: Mapping[str, str] | None = None, bin_dir: Path | str | None = None,
-           timeout: float = 600.0) -> list[dict[str, Any]]:
-    """Run each scheduled pipeline's cron command with ``--dry-run`` under cron's bare environment
-    (``env -i HOME LOGNAME SHELL PATH /bin/sh -c …``, cwd=$HOME). Writes no data; one row per pipeline."""
-    by_name = _pipelines(pipelines)
-    chosen = _names(names)
-    _check_names(chosen, by_name, set(), need_schedule=True)
-    targets = [by_name[n] for n in (chosen or sorted(by_name)) if by_name[n].schedule]
-    env = cron_environment()
-    rows = []
-    for p in targets:
-        command = doctor_command(settings, p, environment, bin_dir)
-        argv = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), CRON_SHELL, "-c", command]
-        started = time.monotonic()
-        try:
-            done = subprocess.run(argv, cwd=env["HOME"], capture_output=True, text=True, timeout=timeout)
-            code, output = done.returncode, (done.stdout or "") + (done.stderr or "")
-        except subprocess.TimeoutExpired:
-            code, output = None, f"timed out after {timeout:g} s"
-        except OSError as exc:
-            code, output = None, f"cannot run {argv[0]}: {exc.strerror}"
-        lines = [line.strip() for line in output.splitlines() if line.strip()]
-        rows.append({"pipeline": p.name, "status": "ok" if code == 0 else "failed", "exit_code": code,
-                     "seconds": round(time.monotonic() - started, 2),
-                     "last_line": (lines[-1][:300] if lines else ""), "command": command})
-    return rows
 
 
 def _one_line(text: str) -> str:

@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ops import ROOT
 from ops.core.errors import BadInput
 from ops.core.graph import find_cycle
 
@@ -277,8 +278,6 @@ class Registry:
 def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
     """Import every module of ``pipelines/`` (or ``directory``) and collect its pipelines."""
     global _collecting
-    from ops import ROOT
-
     if directory is None:
         directory = settings.path("pipelines.dir") if settings is not None else ROOT / "pipelines"
     directory = Path(directory)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from datetime import date, datetime, timezone
+from datetime import date, datetime
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
 from ops import ROOT
 from ops.core.errors import WorkFailed
 from ops.core.process import Liveness, liveness
+from ops.core.timefmt import stamp_micro, utc_now
 
 TABLE = "run_ledger"
 COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "plan_id", "rows_written",
@@ -24,17 +26,33 @@ COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "p
            "updated_at")
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+class RunStatus(StrEnum):
+    """The state of an attempt, and of a partition by its newest attempt.
+
+    The ledger's ``status`` column holds the first four (``RUNNING`` while it runs, then how it ended). The others
+    are never written: ``DIED`` is read for a ``RUNNING`` attempt whose process is gone, ``GONE`` for a partition
+    whose ledger says ``SUCCEEDED`` but whose rows are no longer in the target, and ``SKIPPED`` is a run's answer
+    when the day had already succeeded."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    DIED = "died"
+    GONE = "gone"
+    SKIPPED = "skipped"
 
 
-def aware(t: datetime) -> datetime:
-    """A datetime read back from ClickHouse, as UTC-aware."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+#: How an attempt can end badly: a partition whose newest attempt is one of these failed.
+FAILURES = frozenset({RunStatus.FAILED, RunStatus.KILLED, RunStatus.DIED})
 
 
-def stamp(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+class Trigger(StrEnum):
+    """Who asked for a run (the ledger's ``trigger`` column)."""
+
+    MANUAL = "manual"
+    CRON = "cron"
+    BACKFILL = "backfill"
 
 
 @lru_cache(maxsize=1)
@@ -67,16 +85,17 @@ def write(db, row: dict[str, Any]) -> None:
     record["partition"] = str(record["partition"])
     for key in ("started_at", "finished_at"):
         if isinstance(record.get(key), datetime):
-            record[key] = stamp(record[key])
-    record["updated_at"] = stamp(now())
+            record[key] = stamp_micro(record[key])
+    record["updated_at"] = stamp_micro()
     db.insert_rows(TABLE, [{k: record.get(k) for k in COLUMNS}])
 
 
-def new_row(run_id: str, pipeline: str, day: date, attempt: int, trigger: str, plan_id: str, log_path: str) -> dict:
+def new_row(run_id: str, pipeline: str, day: date, attempt: int, trigger: Trigger, plan_id: str,
+            log_path: str) -> dict:
     return {
-        "run_id": run_id, "pipeline": pipeline, "partition": day, "attempt": attempt, "status": "running",
-        "trigger": trigger, "plan_id": plan_id or "", "rows_written": 0, "started_at": now(), "finished_at": None,
-        "duration_s": None, "error": "", "host": socket.gethostname(), "pid": os.getpid(),
+        "run_id": run_id, "pipeline": pipeline, "partition": day, "attempt": attempt, "status": RunStatus.RUNNING,
+        "trigger": trigger, "plan_id": plan_id or "", "rows_written": 0, "started_at": utc_now(),
+        "finished_at": None, "duration_s": None, "error": "", "host": socket.gethostname(), "pid": os.getpid(),
         "code_version": code_version(), "log_path": log_path,
     }
 
@@ -104,9 +123,16 @@ def attempts(db, pipeline: str | None = None, day: date | None = None, limit: in
     rows = db.rows(sql, params)
     for r in rows:
         r["run_id"] = str(r["run_id"])
-        if r["status"] == "running" and not alive(r["host"], r["pid"], r["started_at"]):
-            r["status"] = "died"
+        r["status"] = _status(r["status"], r["host"], r["pid"], r["started_at"])
     return rows
+
+
+def _status(stored: str, host: str, pid: int, started_at: datetime | None = None) -> RunStatus:
+    """A stored status as chops reports it: ``running`` becomes ``died`` once its process is gone."""
+    status = RunStatus(stored)
+    if status is RunStatus.RUNNING and not alive(host, pid, started_at):
+        return RunStatus.DIED
+    return status
 
 
 def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dict[tuple[str, date], dict]:
@@ -121,6 +147,22 @@ def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dic
 def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
     """Whether the process that wrote an attempt still runs (unknowable on another host: assume it does)."""
     return liveness(host, pid, since=started_at) is not Liveness.GONE
+
+
+def plan_states(db, plan_id: str) -> dict[tuple[str, date], RunStatus]:
+    """The status of each (pipeline, day) by its newest attempt under backfill plan ``plan_id`` ('died' for a dead
+    'running' one); a partition the plan has not tried yet is absent."""
+    rows = db.rows(f"SELECT pipeline, partition, toString(argMax(status, updated_at)) AS status, "
+                   f"argMax(host, updated_at) AS host, argMax(pid, updated_at) AS pid "
+                   f"FROM {TABLE} FINAL WHERE plan_id = {{id:String}} GROUP BY pipeline, partition", {"id": plan_id})
+    return {(r["pipeline"], r["partition"]): _status(r["status"], r["host"], r["pid"]) for r in rows}
+
+
+def succeeded_in_plan(db, plan_id: str) -> set[tuple[str, date]]:
+    """The (pipeline, day) partitions that an attempt under backfill plan ``plan_id`` built."""
+    return {(r["pipeline"], r["partition"]) for r in db.rows(
+        f"SELECT pipeline, partition FROM {TABLE} FINAL WHERE plan_id = {{id:String}} AND status = 'succeeded'",
+        {"id": plan_id})}
 
 
 def runs_by_pipeline(db) -> dict[str, dict[str, Any]]:
@@ -139,10 +181,9 @@ def recent_attempts(db, since: datetime) -> list[dict[str, Any]]:
         f"SELECT toString(run_id) AS run_id, pipeline, partition, attempt, toString(status) AS status, started_at, "
         f"error, host, pid FROM {TABLE} FINAL WHERE (pipeline, partition) IN (SELECT pipeline, partition "
         f"FROM {TABLE} WHERE started_at >= {{since:DateTime64(6, 'UTC')}}) ORDER BY started_at",
-        {"since": stamp(since)})
+        {"since": stamp_micro(since)})
     for r in rows:
-        if r["status"] == "running" and not alive(r["host"], r["pid"]):
-            r["status"] = "died"
+        r["status"] = _status(r["status"], r["host"], r["pid"])
     return rows
 
 

@@ -15,23 +15,28 @@ step 5, which either happens whole or not at all. A re-run of a day replaces it,
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from ops.pipelines import ledger
-from ops.core.errors import BadInput, ChopsError, DatabaseError, WorkFailed
-from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
+from ops.clickhouse.client import connect, first_line
 from ops.core import pidfile
+from ops.core.errors import BadInput, ChopsError, DatabaseError, WorkFailed
+from ops.core.locks import FileLock
+from ops.core.process import create_time
+from ops.core.timefmt import aware, utc_now
+from ops.pipelines import ledger
+from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
+from ops.pipelines.ledger import RunStatus, Trigger
 
 STAGING_PREFIX = "_chops_staging_"
-TRIGGERS = ("manual", "cron", "backfill")
 # A file with a row ClickHouse cannot parse fails the run instead of being loaded without that row.
 NO_BAD_ROWS = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
 # ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
@@ -56,7 +61,7 @@ class Run:
     staging: str
     settings: Any
     run_id: str
-    trigger: str
+    trigger: Trigger
     log: logging.Logger
     extra: dict = field(default_factory=dict)
 
@@ -79,8 +84,6 @@ class Run:
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
             self.db.release_memory()  # parsing a file takes a few hundred MB: give it back before the next one
         except Exception as exc:
-            from ops.clickhouse.client import first_line
-
             raise WorkFailed(f"{path.name}: ClickHouse could not load it: {first_line(exc)}") from None
         self.log.info("loaded %s (%d bytes, %s)", path.name, Path(path).stat().st_size, fmt)
 
@@ -123,8 +126,6 @@ def staging_tables(db) -> list[tuple[str, str, str]]:
 
 
 def _retryable(exc: BaseException) -> bool:
-    import re
-
     if isinstance(exc, (Interrupted, TimedOut, BadInput)):
         return False
     text = str(exc.__cause__ or exc)
@@ -164,13 +165,50 @@ class _Signals:
         return False
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_pipeline` answers. ``status`` is ``SUCCEEDED`` (the day was built and swapped in), ``SKIPPED``
+    (it had succeeded already; ``reason`` says when) or None for a dry run, which reports what a run would do:
+    the target's rows for the day now, the newest attempt's status, each dependency's status and the checks."""
+
+    pipeline: str
+    day: date
+    status: RunStatus | None
+    rows: int = 0  # swapped in (succeeded), or swapped in by the run that did the day (skipped)
+    run_id: str = ""
+    attempt: int = 0
+    seconds: float = 0.0
+    log: str = ""
+    reason: str = ""
+    target: str = ""
+    rows_now: int = 0
+    last_status: str | None = None
+    depends: Mapping[str, str] = field(default_factory=dict)
+    checks: tuple[str, ...] = ()
+    would: str = ""
+
+    @property
+    def dry_run(self) -> bool:
+        return self.status is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON ``inv pipeline.run --json`` prints: the keys of this kind of answer only."""
+        if self.dry_run:
+            return {"pipeline": self.pipeline, "day": self.day, "dry_run": True, "target": self.target,
+                    "rows_now": self.rows_now, "last_status": self.last_status, "depends": dict(self.depends),
+                    "checks": list(self.checks), "would": self.would}
+        if self.status is RunStatus.SKIPPED:
+            return {"pipeline": self.pipeline, "day": self.day, "status": self.status, "rows": self.rows,
+                    "reason": self.reason, "run_id": self.run_id}
+        return {"pipeline": self.pipeline, "day": self.day, "status": self.status, "rows": self.rows,
+                "run_id": self.run_id, "attempt": self.attempt, "duration_s": self.seconds, "log": self.log}
+
+
 def partition_status(db, p: Pipeline, day: date) -> dict[str, Any]:
     """Rows of the target for the day, and the newest attempt in the ledger."""
-    rows = db.scalar(
-        "SELECT sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = {t:String} AND active "
-        "AND partition_id = partitionId({d:Date})", {"t": p.target, "d": day}) or 0
+    rows = sum(db.partition_rows(p.target, day=day).values())
     tries = ledger.attempts(db, p.name, day, limit=1)
-    return {"rows": int(rows), "last": tries[0] if tries else None}
+    return {"rows": rows, "last": tries[0] if tries else None}
 
 
 _checked_targets: set[tuple[str, str, str]] = set()
@@ -180,11 +218,10 @@ def _check_target(db, p: Pipeline) -> None:
     key = (db.target.url, db.name, p.target)
     if key in _checked_targets:  # a backfill asks once per process, not once per partition
         return
-    found = db.rows("SELECT partition_key, engine FROM system.tables WHERE database = currentDatabase() "
-                    "AND name = {t:String}", {"t": p.target})
-    if not found:
+    found = db.table(p.target)
+    if found is None:
         raise WorkFailed(f"target table {p.target} of {p.name} does not exist", hint="run: inv db.migrate")
-    if not found[0]["partition_key"]:
+    if not found["partition_key"]:
         raise WorkFailed(f"target table {p.target} has no PARTITION BY; chops swaps whole days, so it must be "
                          "partitioned by day")
     _checked_targets.add(key)
@@ -193,105 +230,122 @@ def _check_target(db, p: Pipeline) -> None:
 def _check_dependencies(db, p: Pipeline, day: date) -> None:
     for dep in p.depends_on:
         tries = ledger.attempts(db, dep, day, limit=1)
-        if not tries or tries[0]["status"] != "succeeded":
+        if not tries or tries[0]["status"] != RunStatus.SUCCEEDED:
             state = tries[0]["status"] if tries else "never run"
             raise WorkFailed(f"{p.name} depends on {dep}, which has not succeeded for {day} ({state})",
                              hint=f"run: inv pipeline.run {dep} --date {day}")
 
 
-def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: str = "manual", force: bool = False,
-                 dry_run: bool = False, allow_future: bool = False, plan_id: str = "",
+def _trigger(text: str) -> Trigger:
+    try:
+        return Trigger(text)
+    except ValueError:
+        raise BadInput(f"trigger must be one of {', '.join(Trigger)}, got {text!r}") from None
+
+
+def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: str = Trigger.MANUAL,
+                 force: bool = False, dry_run: bool = False, allow_future: bool = False, plan_id: str = "",
                  registry: Registry | None = None, db=None, notify: Callable[[str], None] | None = None,
-                 wait_timeout: float | None = None) -> dict[str, Any]:
-    """Run ``name`` for one day. Returns a summary; raises BadInput/WorkFailed for bad input and failed work."""
+                 wait_timeout: float | None = None) -> RunResult:
+    """Run ``name`` for one day. Returns a :class:`RunResult`; raises BadInput/WorkFailed for bad input and failed
+    work. Under the partition's lock: the dependencies must have succeeded, a day already done is skipped (unless
+    ``force``), and the build is attempted (and retried) through :func:`_attempt`."""
     notify = notify or (lambda message: None)
     asked = _asked_at()  # before any waiting: for the embedded engine, or for the partition's lock
-    if trigger not in TRIGGERS:
-        raise BadInput(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    trigger = _trigger(trigger)
     registry = registry or load_pipelines(settings)
     p = registry.get(name)
     day = parse_day(day_text, p.tz(), allow_future=allow_future)
     if db is None:
-        from ops.clickhouse.client import connect
-
         db = connect(settings)
     ledger.require_table(db)
     _check_target(db, p)
     if dry_run:
-        status = partition_status(db, p, day)
-        deps = {d: (ledger.attempts(db, d, day, limit=1) or [{"status": "never run"}])[0]["status"]
-                for d in p.depends_on}
-        return {"pipeline": p.name, "day": day, "dry_run": True, "target": p.target, "rows_now": status["rows"],
-                "last_status": status["last"]["status"] if status["last"] else None, "depends": deps,
-                "checks": [c.name for c in p.checks],
-                "would": ("skip (already succeeded; --force rebuilds)"
-                          if status["last"] and status["last"]["status"] == "succeeded" and not force
-                          else "build and swap in")}
-
-    from ops.core.locks import FileLock
-
+        return dry_run_report(db, p, day, force)
     lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
                     f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
     with lock:
         _check_dependencies(db, p, day)
         previous = ledger.attempts(db, p.name, day)
         _close_dead_attempts(db, previous)
-        others = [a for a in previous if a["status"] == "running"]
-        if others and not force:
-            a = others[0]
-            raise WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']}, since "
-                             f"{a['started_at']:%H:%M:%S} UTC)", hint="wait for it, or pass --force")
-        done = [a for a in previous if a["status"] == "succeeded"]
-        if done and not p.allow_empty and partition_status(db, p, day)["rows"] == 0:
-            notify(f"{p.name} {day}: the ledger says it succeeded, but its rows are gone; rebuilding")
-            done = []
-        if done and not force:
-            by_other = ledger.aware(done[0]["started_at"]) >= asked
-            why = ("by a run that finished while this one waited" if by_other
-                   else f"at {ledger.aware(done[0]['finished_at']):%Y-%m-%d %H:%M} UTC")
-            return {"pipeline": p.name, "day": day, "status": "skipped", "rows": done[0]["rows_written"],
-                    "reason": f"already succeeded {why}; --force rebuilds it", "run_id": done[0]["run_id"]}
+        done = _already_done(db, p, day, previous, force, asked, notify)
+        if done is not None:
+            return done
         _drop_orphans(db, p, day)
-        attempt = max((a["attempt"] for a in previous), default=0)
-        delay = p.retry_delay
-        for retry in range(int(p.retries) + 1):
-            attempt += 1
-            try:
-                return _attempt(settings, db, p, day, attempt, trigger, plan_id, notify)
-            except ChopsError as exc:
-                if retry >= p.retries or not _retryable(exc):
-                    raise
-                notify(f"{p.name} {day}: attempt {attempt} failed ({exc.message}); retrying in {delay:g}s")
-                time.sleep(delay)
-                delay *= 2
+        return _run_with_retries(settings, db, p, day, previous, trigger, plan_id, notify)
+
+
+def dry_run_report(db, p: Pipeline, day: date, force: bool) -> RunResult:
+    """What a run of ``p`` for ``day`` would do, from the target's rows and the ledger; changes nothing."""
+    status = partition_status(db, p, day)
+    deps = {d: (ledger.attempts(db, d, day, limit=1) or [{"status": "never run"}])[0]["status"]
+            for d in p.depends_on}
+    last = status["last"]["status"] if status["last"] else None
+    return RunResult(p.name, day, None, target=p.target, rows_now=status["rows"], last_status=last, depends=deps,
+                     checks=tuple(c.name for c in p.checks),
+                     would=("skip (already succeeded; --force rebuilds)" if last == RunStatus.SUCCEEDED and not force
+                            else "build and swap in"))
+
+
+def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime,
+                  notify: Callable[[str], None]) -> RunResult | None:
+    """The answer when the day is not to be built now: WorkFailed while another run of it goes on, ``SKIPPED`` when
+    it succeeded before (and its rows are still there). None, to build it: never run, failed, or ``force``."""
+    others = [a for a in previous if a["status"] == RunStatus.RUNNING]
+    if others and not force:
+        a = others[0]
+        raise WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']}, since "
+                         f"{a['started_at']:%H:%M:%S} UTC)", hint="wait for it, or pass --force")
+    done = [a for a in previous if a["status"] == RunStatus.SUCCEEDED]
+    if done and not p.allow_empty and partition_status(db, p, day)["rows"] == 0:
+        notify(f"{p.name} {day}: the ledger says it succeeded, but its rows are gone; rebuilding")
+        return None
+    if not done or force:
+        return None
+    by_other = aware(done[0]["started_at"]) >= asked
+    why = ("by a run that finished while this one waited" if by_other
+           else f"at {aware(done[0]['finished_at']):%Y-%m-%d %H:%M} UTC")
+    return RunResult(p.name, day, RunStatus.SKIPPED, rows=done[0]["rows_written"], run_id=done[0]["run_id"],
+                     reason=f"already succeeded {why}; --force rebuilds it")
+
+
+def _run_with_retries(settings, db, p: Pipeline, day: date, previous: list[dict], trigger: Trigger, plan_id: str,
+                      notify: Callable[[str], None]) -> RunResult:
+    """Attempts numbered on from the last one in the ledger; a retryable failure is tried again after
+    ``retry_delay`` seconds (doubling each time), at most ``retries`` times."""
+    attempt = max((a["attempt"] for a in previous), default=0)
+    delay = p.retry_delay
+    for retry in range(int(p.retries) + 1):
+        attempt += 1
+        try:
+            return _attempt(settings, db, p, day, attempt, trigger, plan_id, notify)
+        except ChopsError as exc:
+            if retry >= p.retries or not _retryable(exc):
+                raise
+            notify(f"{p.name} {day}: attempt {attempt} failed ({exc.message}); retrying in {delay:g}s")
+            time.sleep(delay)
+            delay *= 2
     raise AssertionError("unreachable")
 
 
-def _asked_at():
+def _asked_at() -> datetime:
     """When this run was asked for: the start of this process (a CLI or cron run), else now (a backfill's thread
     asks later than its process started)."""
-    import os
-    import threading
-    from datetime import datetime, timezone
-
-    import psutil
-
     if threading.current_thread() is threading.main_thread():
-        try:
-            return datetime.fromtimestamp(psutil.Process(os.getpid()).create_time(), timezone.utc)
-        except psutil.Error:
-            pass
-    return ledger.now()
+        started = create_time(os.getpid())
+        if started is not None:
+            return datetime.fromtimestamp(started, timezone.utc)
+    return utc_now()
 
 
 def _close_dead_attempts(db, previous: list[dict]) -> None:
     """Attempts left 'running' by a process that is gone are closed as failed, so the ledger says what happened."""
     for a in previous:
-        if a["status"] == "died":
-            row = {**a, "status": "failed", "finished_at": ledger.now(),
+        if a["status"] == RunStatus.DIED:
+            row = {**a, "status": RunStatus.FAILED, "finished_at": utc_now(),
                    "error": f"the process (pid {a['pid']} on {a['host']}) died without finishing"}
             ledger.write(db, row)
-            a["status"] = "failed"
+            a["status"] = RunStatus.FAILED
 
 
 def _drop_orphans(db, p: Pipeline, day: date) -> None:
@@ -300,11 +354,12 @@ def _drop_orphans(db, p: Pipeline, day: date) -> None:
         db.command(f"DROP TABLE IF EXISTS `{name}` SYNC")
 
 
-def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, plan_id: str,
-             notify: Callable[[str], None]) -> dict[str, Any]:
-
+def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigger, plan_id: str,
+             notify: Callable[[str], None]) -> RunResult:
+    """One attempt: a ``running`` row in the ledger, the build into a staging table, the checks, the swap, and the
+    row that says how it ended. The staging table is always dropped."""
     run_id = str(uuid.uuid4())
-    if trigger != "backfill":  # a backfill's pid file tells its plan and progress instead
+    if trigger is not Trigger.BACKFILL:  # a backfill's pid file tells its plan and progress instead
         pidfile.working(settings, "pipeline.run", f"{p.name} {day}")
     log, log_path = _log_for(settings, p.name, day, run_id)
     row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path))
@@ -323,16 +378,16 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: str, p
             rows = _verify(db, p, day, staging, pid, log)
             _swap(db, p, staging, pid, rows)
             log.info("swapped %d rows into %s for %s", rows, p.target, day)
-        row.update(status="succeeded", rows_written=rows, finished_at=ledger.now(),
+        row.update(status=RunStatus.SUCCEEDED, rows_written=rows, finished_at=utc_now(),
                    duration_s=round(time.monotonic() - started, 3))
         ledger.write(db, row)
-        return {"pipeline": p.name, "day": day, "status": "succeeded", "rows": rows, "run_id": run_id,
-                "attempt": attempt, "duration_s": row["duration_s"], "log": str(log_path)}
+        return RunResult(p.name, day, RunStatus.SUCCEEDED, rows=rows, run_id=run_id, attempt=attempt,
+                         seconds=row["duration_s"], log=str(log_path))
     except BaseException as exc:
-        status = "killed" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+        status = RunStatus.KILLED if isinstance(exc, (Interrupted, KeyboardInterrupt)) else RunStatus.FAILED
         message = exc.message if isinstance(exc, ChopsError) else f"{type(exc).__name__}: {exc}"
         log.error("%s: %s", status, message, exc_info=not isinstance(exc, ChopsError))
-        row.update(status=status, error=message[:2000], finished_at=ledger.now(),
+        row.update(status=status, error=message[:2000], finished_at=utc_now(),
                    duration_s=round(time.monotonic() - started, 3))
         _quietly(lambda: ledger.write(db, row))
         if isinstance(exc, ChopsError):
@@ -365,8 +420,6 @@ def _quietly(action: Callable[[], Any]) -> None:
 
 
 def _partition_id(db, day: date) -> str:
-    import re
-
     pid = db.scalar("SELECT partitionId({d:Date})", {"d": day})
     if not re.fullmatch(r"[0-9A-Za-z_-]+", pid or ""):  # computed by ClickHouse; inlined later (ALTER takes no parameters)
         raise WorkFailed(f"unexpected partition id {pid!r} for {day}")
@@ -374,13 +427,12 @@ def _partition_id(db, day: date) -> str:
 
 
 def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: logging.Logger) -> int:
-    parts = db.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
-                    "AND table = {t:String} AND active GROUP BY partition_id", {"t": staging})
-    stray = [r["partition_id"] for r in parts if r["partition_id"] != expected]
+    parts = db.partition_rows(staging)
+    stray = [pid for pid in parts if pid != expected]
     if stray:
         raise WorkFailed(f"built rows outside {day} (partitions {', '.join(stray)}); the target must be partitioned "
                          f"by day and build() must write only the day")
-    rows = int(sum(r["rows"] for r in parts))
+    rows = sum(parts.values())
     if rows == 0 and not p.allow_empty:
         raise WorkFailed(f"built 0 rows for {day}; nothing was swapped in",
                          hint="if an empty day is normal, declare the pipeline with allow_empty=True")

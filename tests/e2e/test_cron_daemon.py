@@ -111,7 +111,7 @@ def ledger_row(env: dict, name: str) -> dict | None:
 
 
 def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
-    from ops.pipelines import cron
+    from ops.pipelines import cron, cron_doctor
     from ops.core.settings import load_settings
 
     var = tmp_path / "var"
@@ -131,7 +131,7 @@ def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
     extra = {"CHOPS_PATHS__VAR": str(var)}
     every_minute = dataclasses.replace(p, schedule="* * * * *")
 
-    [row] = cron.doctor(settings, [every_minute], environment=extra)
+    [row] = cron_doctor.doctor(settings, [every_minute], environment=extra)
     assert row["status"] == "ok", row
 
     plan = cron.plan(settings, [every_minute], names=[p.name], environment=extra)

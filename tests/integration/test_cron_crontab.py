@@ -111,7 +111,7 @@ def test_a_deploys_pause_stands_until_the_entries_are_installed_again(saved_cron
     would only warn) until `pipeline.schedule --all` ends the pause."""
     from ops.pipelines import cron
     from ops.runtime import health
-    from ops.deploy.apply import pause
+    from ops.deploy.on_target import pause
 
     install(FOREIGN)
     cron.apply(cron.plan(settings, PIPELINES, all=True))
@@ -165,14 +165,14 @@ def stand_in(bin_dir: Path, record: Path, code: int = 0, last: str = "dry run ok
 
 
 def test_doctor_runs_the_cron_command_in_cron_environment_with_dry_run(settings, tmp_path, monkeypatch):
-    from ops.pipelines import cron
+    from ops.pipelines import cron_doctor
 
     settings = settings.with_overrides(paths__logs=str(tmp_path / "log"))
     monkeypatch.setenv("CHOPS_SOMETHING_FROM_MY_SHELL", "must not leak")
     bin_dir, record = tmp_path / "venv bin", tmp_path / "record.txt"
     stand_in(bin_dir, record)
-    [row] = cron.doctor(settings, PIPELINES, names=["alpha"], bin_dir=bin_dir,
-                        environment={"CHOPS_PATHS__VAR": str(tmp_path / "var")})
+    [row] = cron_doctor.doctor(settings, PIPELINES, names=["alpha"], bin_dir=bin_dir,
+                               environment={"CHOPS_PATHS__VAR": str(tmp_path / "var")})
     assert (row["pipeline"], row["status"], row["exit_code"], row["last_line"]) == ("alpha", "ok", 0, "dry run ok")
     seen = record.read_text().splitlines()
     home = os.path.expanduser("~")
@@ -187,16 +187,16 @@ def test_doctor_runs_the_cron_command_in_cron_environment_with_dry_run(settings,
 
 
 def test_doctor_reports_a_failing_command_with_its_last_line(settings, tmp_path):
-    from ops.pipelines import cron
+    from ops.pipelines import cron_doctor
 
     settings = settings.with_overrides(paths__logs=str(tmp_path / "log"))
     stand_in(tmp_path / "bin", tmp_path / "record.txt", code=2, last="error: unknown pipeline 'alpha'")
-    rows = cron.doctor(settings, PIPELINES, bin_dir=tmp_path / "bin")
+    rows = cron_doctor.doctor(settings, PIPELINES, bin_dir=tmp_path / "bin")
     assert [(r["pipeline"], r["status"], r["exit_code"], r["last_line"]) for r in rows] == [
         ("alpha", "failed", 2, "error: unknown pipeline 'alpha'"),
         ("beta", "failed", 2, "error: unknown pipeline 'alpha'"),
     ]
-    missing = cron.doctor(settings, PIPELINES, names=["alpha"], bin_dir=tmp_path / "no-venv" / "bin")
+    missing = cron_doctor.doctor(settings, PIPELINES, names=["alpha"], bin_dir=tmp_path / "no-venv" / "bin")
     assert missing[0]["status"] == "failed" and missing[0]["exit_code"] == 127
     assert "not found" in missing[0]["last_line"]
 

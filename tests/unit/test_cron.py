@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from crontab import CronTab
 
-from ops.pipelines import cron
+from ops.pipelines import cron, cron_doctor
 from ops.core.errors import BadInput, WorkFailed
 
 ROOT = Path("/srv/chops")
@@ -158,7 +158,7 @@ def test_project_id_differs_between_checkouts():
                  id="unscheduled-name"),
     pytest.param(lambda: cron.unschedule(SETTINGS, PIPELINES, names=["nope"], crontab=CronTab(tab="")),
                  "unknown pipeline 'nope'", id="unschedule-unknown"),
-    pytest.param(lambda: cron.doctor(SETTINGS, PIPELINES, names=["by_hand"]), "has no schedule", id="doctor-unscheduled"),
+    pytest.param(lambda: cron_doctor.doctor(SETTINGS, PIPELINES, names=["by_hand"]), "has no schedule", id="doctor-unscheduled"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(BadInput) as err:

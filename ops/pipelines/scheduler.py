@@ -1,0 +1,142 @@
+"""The backfill's scheduler: which partitions of a plan may start now, which next, and what became of each.
+
+Plain data: no database, no threads, no clock. ``ops.pipelines.backfill.execute`` asks :meth:`Scheduler.take` for
+the next step, runs the partition it gets, and hands the :class:`Outcome` to :meth:`Scheduler.record`. The rules
+live here, where a unit test reaches them: partitions start in plan order (oldest or newest day first, as the plan
+was made); one starts only after its dependencies in the plan succeeded for the same day; a failed dependency
+blocks its dependents; ``--fail-fast`` (a failure) and SIGTERM (a killed run) start nothing more; whatever never
+started is reported, with why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum, StrEnum
+from typing import Iterable
+
+
+class OutcomeStatus(StrEnum):
+    """What became of one partition of a backfill."""
+
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"  # done already: earlier in this plan, or found done by the runner
+    FAILED = "failed"
+    KILLED = "killed"  # SIGTERM ended the run
+    BLOCKED = "blocked"  # a dependency failed for the day
+    NOT_STARTED = "not started"  # the backfill stopped first, or its dependencies never ran
+
+
+#: A dependency that ended so blocks the partitions that need it on the same day.
+BLOCKING = frozenset({OutcomeStatus.FAILED, OutcomeStatus.BLOCKED, OutcomeStatus.NOT_STARTED})
+BY_SIGNAL = "stopped by SIGTERM"
+BY_FAIL_FAST = "stopped by --fail-fast"
+NEVER_RAN = "its dependencies never ran"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One partition of a plan: ``pipeline`` for ``day``, after ``depends_on`` (those of the plan) for that day."""
+
+    pipeline: str
+    day: date
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What became of one partition: its status, the rows it swapped in, its seconds, and the error or reason."""
+
+    pipeline: str
+    day: date
+    status: OutcomeStatus
+    rows: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+class _Ready(Enum):
+    RUN = "run"
+    WAIT = "wait"
+    BLOCKED = "blocked"
+
+
+class Scheduler:
+    """The state of one execution of a plan's ``items`` (in plan order). ``done``: partitions this plan already
+    built (a resume), reported as skipped and not run again."""
+
+    def __init__(self, items: Iterable[Item], done: Iterable[tuple[str, date]] = (), fail_fast: bool = False):
+        self.items = tuple(items)
+        self.fail_fast = fail_fast
+        self.outcomes: dict[tuple[str, date], Outcome] = {}
+        self.pending: list[Item] = []
+        self.stopped = False
+        self.by_signal = False
+        self._in_plan = {(i.pipeline, i.day) for i in self.items}
+        done = set(done)
+        for item in self.items:
+            if (item.pipeline, item.day) in done:
+                self._set(Outcome(item.pipeline, item.day, OutcomeStatus.SKIPPED, error="done earlier in this plan"))
+            else:
+                self.pending.append(item)
+
+    def _set(self, outcome: Outcome) -> None:
+        self.outcomes[(outcome.pipeline, outcome.day)] = outcome
+
+    def _ready(self, item: Item) -> _Ready:
+        for dep in item.depends_on:
+            key = (dep, item.day)
+            if key not in self._in_plan:
+                continue  # it succeeded before this plan was made (the runner checks the ledger again)
+            outcome = self.outcomes.get(key)
+            if outcome is None:
+                return _Ready.WAIT
+            if outcome.status in BLOCKING:
+                return _Ready.BLOCKED
+        return _Ready.RUN
+
+    def take(self) -> Item | Outcome | None:
+        """The next step, in plan order: the first pending partition whose dependencies are through (an Item: start
+        it, then :meth:`record` its outcome), or one a failed dependency blocks (its Outcome, recorded already).
+        None when nothing can start now: stopped, nothing pending, or every pending one waits for a running one."""
+        if self.stopped:
+            return None
+        for item in self.pending:
+            verdict = self._ready(item)
+            if verdict is _Ready.WAIT:
+                continue
+            self.pending.remove(item)
+            if verdict is _Ready.RUN:
+                return item
+            blocked = Outcome(item.pipeline, item.day, OutcomeStatus.BLOCKED,
+                              error=f"a dependency failed for {item.day}")
+            self._set(blocked)
+            return blocked
+        return None
+
+    def record(self, outcome: Outcome) -> None:
+        """What became of a partition that :meth:`take` gave out. A failure under ``fail_fast``, or a run ended by
+        SIGTERM, stops the schedule: nothing more starts."""
+        self._set(outcome)
+        if outcome.status == OutcomeStatus.KILLED:
+            self.stop(by_signal=True)
+        elif outcome.status == OutcomeStatus.FAILED and self.fail_fast:
+            self.stop()
+
+    def stop(self, by_signal: bool = False) -> None:
+        """Start nothing more (``by_signal``: because of SIGTERM, else because of ``--fail-fast``)."""
+        self.stopped = True
+        self.by_signal = self.by_signal or by_signal
+
+    @property
+    def count(self) -> int:
+        """How many partitions have an outcome."""
+        return len(self.outcomes)
+
+    def finish(self) -> list[Outcome]:
+        """Every item's outcome, in plan order; a partition still pending did not start (and says why)."""
+        why = (BY_SIGNAL if self.by_signal else BY_FAIL_FAST) if self.stopped else NEVER_RAN
+        for item in self.pending:
+            self._set(Outcome(item.pipeline, item.day, OutcomeStatus.NOT_STARTED, error=why))
+        self.pending = []
+        return [self.outcomes[(i.pipeline, i.day)] for i in self.items]
