@@ -272,26 +272,56 @@ def break_lock(c, dry_run=False):
 @task(name="import", help={
     "directory": "the other tool's migration directory",
     "from_": "its format: golang-migrate, goose or dbmate",
-    "dry_run": "say what would be written and write nothing",
+    "adopt": "also read the tool's version table in this database and record what it applied as applied, "
+             "without running it",
+    "table": "with --adopt: the tool's version table (default schema_migrations; goose: goose_db_version)",
+    "dry_run": "say what would be written (and adopted) and change nothing",
     "json": "print the result as JSON",
 })
-def import_(c, directory, from_=None, dry_run=False, json=False):
-    """Convert another tool's migrations (golang-migrate, goose, dbmate) into migrations.dir, order preserved."""
+def import_(c, directory, from_=None, adopt=False, table=None, dry_run=False, json=False):
+    """Convert another tool's migrations (golang-migrate, goose, dbmate) into migrations.dir, versions kept."""
     from pathlib import Path
 
     from ops.core import output
     from ops.core.errors import BadInput
+    from ops.migrations.adopt import import_and_adopt
     from ops.migrations.importers import import_migrations
 
     if not from_:
         raise BadInput("--from is required: golang-migrate, goose or dbmate")
-    rows = import_migrations(Path(directory), settings().path("migrations.dir"), from_, dry_run=dry_run)
+    if table and not adopt:
+        raise BadInput("--table names the version table --adopt reads: give --adopt too")
+    if adopt:
+        result = import_and_adopt(_migrations(), Path(directory), from_, table=table, dry_run=dry_run)
+    else:
+        result = {"imported": import_migrations(Path(directory), settings().path("migrations.dir"), from_,
+                                                dry_run=dry_run)}
     if json:
-        return output.print_json(rows)
-    output.print_table([(r["source"], r["id"], "yes" if r["rollback"] else "no", r["action"]) for r in rows],
-                       ["source", "migration", "rollback", "action"])
+        return output.print_json(result if adopt else result["imported"])
+    rows = result["imported"]
+    output.print_table([(", ".join(r["source"]), r["id"], "no-op" if r["noop_rollback"] else "yes", r["action"])
+                        for r in rows], ["source", "migration", "rollback", "action"])
+    for message in (x["message"] for r in rows for x in r["collisions"]):
+        output.info(f"warning: {message}")
     written = sum(r["action"] == "write" for r in rows)
     output.info(f"{'would write' if dry_run else 'wrote'} {written} migration(s); {len(rows) - written} already imported")
+    if adopt:
+        _print_adoption(result["adoption"], dry_run)
+
+
+def _print_adoption(plan, dry_run):
+    from ops.core import output
+
+    if plan["known"]:
+        output.info(f"left {len(plan['known'])} migration(s) as chops' journal has them: {', '.join(plan['known'])}")
+    for gap in plan["gaps"]:
+        output.info(f"warning: {gap} is pending below migrations recorded applied, which db.validate calls a "
+                    f"conflict: apply its statements by hand and run inv db.mark {gap}")
+    ids = plan["adopt"] if dry_run else plan["recorded"]
+    verb = "would record" if dry_run else "recorded"
+    output.info(f"{verb} {len(ids)} migration(s) as applied from {plan['table']}"
+                + (f" ({ids[0]} … {ids[-1]})" if ids else "") + f"; {len(plan['pending'])} pending"
+                + ("; nothing was changed" if dry_run else ""))
 
 
 ns = Collection("db", setup, drop, info, query, migrate, status, new, rollback, validate, history, mark, unmark,

@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS events_daily_mv ON CLUSTER {{.CLUSTER}};
+DROP TABLE IF EXISTS events_daily ON CLUSTER {{.CLUSTER}};
