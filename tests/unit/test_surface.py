@@ -88,3 +88,18 @@ def test_listing_tasks_imports_nothing_heavy():
             "'pytest', 'dotenv') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing tasks.py pulls in {out.stdout.strip()}; import them lazily"
+
+
+def test_the_bench_help_names_every_benchmark():
+    from ops.dev.benchmarks import BENCHMARKS
+
+    help_text = all_tasks()["bench"].help["only"]
+    assert all(name in help_text for name in BENCHMARKS), help_text
+
+
+def test_listing_tasks_imports_only_the_task_layer_and_what_it_needs_to_start():
+    code = "import sys, tasks; print(','.join(sorted(m for m in sys.modules if m.startswith('ops'))))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.strip().split(","))
+    library = sorted(m for m in loaded if not m.startswith("ops.cli") and m not in ("ops", "ops.core", "ops.core.errors"))
+    assert not library, f"importing tasks.py loads library modules {library}; import them inside the task"
