@@ -184,20 +184,31 @@ def new(c, name, dry_run=False):
 @task(help={
     "count": "how many migrations to roll back, newest first (default 1)",
     "to": "roll back every migration applied after this one (it stays applied)",
+    "statements": "undo the dirty migration with these statements of its rollback file, by number, run in this "
+                  "order (e.g. 3,2; when chops cannot pair them itself it lists them)",
+    "allow_empty": "record a migration rolled back even when its rollback file runs nothing (and does not say "
+                   "'-- chops: nothing to undo')",
     "dry_run": "print the rollback SQL and change nothing",
     "json": "print the result as JSON",
 })
-def rollback(c, count=None, to=None, dry_run=False, json=False):
+def rollback(c, count=None, to=None, statements=None, allow_empty=False, dry_run=False, json=False):
     """Roll back applied migrations (newest first), or undo what ran of a dirty one."""
     from ops.core import output
 
     if count is not None:
         count = whole_number(count, "--count", minimum=0)
-    result = _migrations().rollback(count=count, to=to, dry_run=dry_run)
+    chosen = [whole_number(n, "--statements") for n in statements.split(",")] if statements else None
+    result = _migrations().rollback(count=count, to=to, dry_run=dry_run, statements=chosen,
+                                    allow_empty=allow_empty)
     if json:
         return output.print_json(result)
     if dry_run:
         _print_plan(result["plan"], "would roll back")
+    for item in result["ran_nothing"]:
+        stays = f": {', '.join(item['stays'])} stay{'s' if len(item['stays']) == 1 else ''}" if item["stays"] else ""
+        output.info(f"warning: the rollback of {item['id']} {'would run' if dry_run else 'ran'} nothing (its rollback "
+                    f"file has no statements){stays}")
+    if dry_run:
         return output.info(f"{len(result['plan'])} migration(s) would be rolled back; nothing was changed")
     output.info(f"rolled back {', '.join(result['rolled_back'])}")
 
@@ -234,12 +245,29 @@ def history(c, migration=None, json=False):
                        ["at (UTC)", "migration", "operation", "event", "stmt", "by", "error"])
 
 
-@task(help={"migration": "the migration to record as applied (id or number)", "dry_run": "say it; record nothing"})
-def mark(c, migration, dry_run=False):
-    """Record a migration as applied without running it (repair)."""
+@task(help={
+    "migration": "the migration to record as applied (id or number)",
+    "through": "a baseline: record every migration up to and including MIGRATION as applied, in one journal write "
+               "(refused if any of them is dirty or drifted)",
+    "dry_run": "say what would be recorded; record nothing",
+    "json": "print the ids recorded (or that would be) as JSON",
+})
+def mark(c, migration, through=False, dry_run=False, json=False):
+    """Record a migration (or, with --through, every one up to it) as applied without running it."""
     from ops.core import output
 
+    if through:
+        ids = _migrations().mark_through(migration, dry_run=dry_run)
+        if json:
+            return output.print_json({"marked": ids, "dry_run": dry_run})
+        if not ids:
+            return output.info(f"every migration up to {migration} is already applied; nothing changed")
+        shown = ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]}"
+        return output.info(f"would mark {len(ids)} migration(s) applied ({shown}); nothing was changed" if dry_run
+                           else f"marked {len(ids)} migration(s) applied ({shown})")
     changed = _migrations().mark(migration, dry_run=dry_run)
+    if json:
+        return output.print_json({"marked": [migration] if changed else [], "dry_run": dry_run})
     if not changed:
         return output.info(f"{migration} is already applied; nothing changed")
     output.info(f"would mark {migration} applied; nothing was changed" if dry_run else f"marked {migration} applied")
@@ -271,7 +299,8 @@ def break_lock(c, dry_run=False):
 
 @task(name="import", help={
     "directory": "the other tool's migration directory",
-    "from_": "its format: golang-migrate, goose or dbmate",
+    "from_": "its format: golang-migrate, goose, dbmate, or plain (numbered N_name.sql files, any digit count, "
+             "with N_name.down.sql or .rollback.sql beside them or not)",
     "adopt": "also read the tool's version table in this database and record what it applied as applied, "
              "without running it",
     "table": "with --adopt: the tool's version table (default schema_migrations; goose: goose_db_version)",
@@ -279,7 +308,7 @@ def break_lock(c, dry_run=False):
     "json": "print the result as JSON",
 })
 def import_(c, directory, from_=None, adopt=False, table=None, dry_run=False, json=False):
-    """Convert another tool's migrations (golang-migrate, goose, dbmate) into migrations.dir, versions kept."""
+    """Convert another tool's migrations (golang-migrate, goose, dbmate, plain) into migrations.dir, versions kept."""
     from pathlib import Path
 
     from ops.core import output
@@ -288,9 +317,12 @@ def import_(c, directory, from_=None, adopt=False, table=None, dry_run=False, js
     from ops.migrations.importers import import_migrations
 
     if not from_:
-        raise BadInput("--from is required: golang-migrate, goose or dbmate")
+        raise BadInput("--from is required: golang-migrate, goose, dbmate or plain")
     if table and not adopt:
         raise BadInput("--table names the version table --adopt reads: give --adopt too")
+    if adopt and from_ == "plain":
+        raise BadInput("--adopt reads the other tool's version table, and plain numbered files have no known one",
+                       hint="import without --adopt, then record what is applied with inv db.mark ID --through")
     if adopt:
         result = import_and_adopt(_migrations(), Path(directory), from_, table=table, dry_run=dry_run)
     else:
@@ -303,10 +335,32 @@ def import_(c, directory, from_=None, adopt=False, table=None, dry_run=False, js
                         for r in rows], ["source", "migration", "rollback", "action"])
     for message in (x["message"] for r in rows for x in r["collisions"]):
         output.info(f"warning: {message}")
+    for note in (note for r in rows for note in r["notes"]):
+        output.info(f"note: {note}")
+    _print_variables(rows)
     written = sum(r["action"] == "write" for r in rows)
     output.info(f"{'would write' if dry_run else 'wrote'} {written} migration(s); {len(rows) - written} already imported")
     if adopt:
         _print_adoption(result["adoption"], dry_run)
+
+
+def _print_variables(rows):
+    """The template variables the imported set uses, and which of them [migrations.variables] does not give yet."""
+    from ops.core import output
+
+    used: dict[str, dict] = {}
+    for variable in (v for r in rows for v in r["variables"]):
+        entry = used.setdefault(variable["name"], dict(variable))
+        entry["required"] = entry["required"] or variable["required"]
+    if not used:
+        return
+    configured = {name.upper() for name in settings().get("migrations.variables")}
+    missing = sorted(name for name, v in used.items() if v["required"] and name not in configured)
+    output.info("the migrations use template variables: " + ", ".join(
+        name + ("" if v["required"] else f" (default {v['default']!r})") for name, v in used.items()))
+    if missing:
+        output.info(f"warning: not set yet: {', '.join(missing)}; set them in [migrations.variables] "
+                    "(config/<env>.toml) or as CHOPS_MIGRATIONS__VARIABLES__<NAME> before inv db.migrate")
 
 
 def _print_adoption(plan, dry_run):

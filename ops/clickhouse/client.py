@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from ops import ROOT
 from ops.core.errors import BadInput, ConfigError, DatabaseError, WorkFailed
-from ops.core.locks import FileLock
+from ops.core.locks import DISK_FULL, FREE_SPACE, FileLock
 from ops.core.urls import Target, target, validate_identifier
 
 # --- the process's embedded engine: one path per process ---------------------------------------------------------
@@ -54,19 +54,27 @@ class _Engine:
         self.purge_works = True
         self.config: str | None = None  # the configuration file's text the engine starts with; None = no file
 
-    def open(self, path: Path, timeout: float, config: str | None = None) -> None:
-        if self.path == path:
+    def open(self, path: Path, timeout: float, config: str | None = None) -> Path:
+        """Hold the engine at ``path``; returns its resolved path, which keys the lock and names it to chDB (the
+        same database through a symlink is the same database: it waits for the lock instead of failing at once)."""
+        real = path.resolve()
+        if self.path == real:
             if config != self.config:
                 raise WorkFailed(f"the embedded database {_short(path)} is already open in this process with other "
                                  "engine settings (clickhouse.merge_tree, clickhouse.server_settings)",
                                  hint="they apply when the engine starts: open it in a process of its own")
-            return
+            return real
         self.close()
         _check_writable(path)
-        lock = FileLock(path.parent / f"{path.name}.lock", f"the embedded database {_short(path)}", timeout)
+        lock = FileLock(real.parent / f"{real.name}.lock", f"the embedded database {_short(path)}", timeout)
         lock.acquire()
-        self.path, self.lock, self.config = path, lock, config
-        _write_config(config_path(path), config)  # under the lock: no other chops process starts this engine now
+        self.path, self.lock, self.config = real, lock, config
+        try:
+            _write_config(config_path(real), config)  # under the lock: no other chops process starts it now
+        except OSError as exc:
+            self.close()
+            raise WorkFailed(f"cannot write {_short(config_path(real))}: {exc.strerror}", hint=FREE_SPACE) from None
+        return real
 
     def options(self) -> dict[str, str] | None:
         """chDB's start-up arguments for the open path: the configuration file, when there is one."""
@@ -96,10 +104,17 @@ def _short(path: Path) -> str:
 
 
 def _check_writable(path: Path) -> None:
+    """The data path exists and this user can write there: BadInput (exit 2) when it cannot be, WorkFailed (exit 1)
+    when the disk is full."""
+    def refused(what: str, exc: OSError) -> Exception:
+        if exc.errno in DISK_FULL:
+            return WorkFailed(f"data path {_short(path)} {what}: {exc.strerror}", hint=FREE_SPACE)
+        return BadInput(f"data path {_short(path)} {what}: {exc.strerror}")
+
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BadInput(f"data path {_short(path)} cannot be created: {exc.strerror}") from None
+        raise refused("cannot be created", exc) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise BadInput(f"data path {_short(path)} is not writable by this user")
     probe = path / f".chops-write-test.{os.getpid()}"  # two processes may probe at once (before the lock)
@@ -107,7 +122,8 @@ def _check_writable(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise BadInput(f"data path {_short(path)} is not writable: {exc.strerror}") from None
+        probe.unlink(missing_ok=True)
+        raise refused("is not writable", exc) from None
 
 
 # --- the embedded engine's own settings: a configuration file beside the data path --------------------------------
@@ -147,8 +163,11 @@ def _write_config(path: Path, text: str | None) -> None:
     if path.exists() and path.read_text() == text:
         return
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text)
-    partial.replace(path)
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
 
 
 def _check_engine_settings(client, tgt: Target) -> None:
@@ -216,11 +235,41 @@ def close_engine() -> None:
 # --- the Database handle ---------------------------------------------------------------------------------------------
 
 def first_line(exc: Exception) -> str:
-    """ClickHouse's message of an error, without its code prefix and stack trace, on one line."""
+    """ClickHouse's message of an error, without its code prefix and stack trace, on one line, whole (the part
+    that names the fix is often at the end: see :func:`brief` for a short form)."""
     text = str(exc).strip()
     m = re.search(r"Code: \d+\. DB::Exception: (.*?)(?: Stack trace:|$)", text, re.S)
     text = m.group(1) if m else text
-    return " ".join(text.split())[:500]
+    return " ".join(text.split())
+
+
+# A sentence ends at . ! or ? followed by space and a capital, a quote or a bracket ("system.one" does not end one).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(`'\"])")
+# Sentences of a ClickHouse message that say how to fix it (kept by brief() after the first one).
+_FIX = re.compile(r"\bmaybe you meant\b|\bdid you mean\b|\bset\s+['`\"]?\w+\s*=|\bsettings?\s+['`\"]?[a-z]\w*_\w+"
+                  r"|\bif you want\b|\byou can\b|\bconsider\b|\bexpected one of\b|\btry\b", re.I)
+_CODE_NAME = re.compile(r"\s*\(([A-Z][A-Z0-9_]+)\)(?:\s*\(version [^)]*\))?\.?$")
+
+
+def brief(message: str, limit: int = 300) -> str:
+    """A ClickHouse message (as :func:`first_line` gives it) short enough for a one-line error: its first sentence,
+    the sentences that say how to fix it (a setting to set, "Maybe you meant", "Expected one of"), and its error
+    name; a sentence longer than ``limit`` is cut at a word, never inside one, and the cut says ``...``."""
+    text = " ".join(message.split())
+    code = _CODE_NAME.search(text)
+    if code:
+        text = text[: code.start()]
+    sentences = _SENTENCE_END.split(text.strip()) if text.strip() else []
+    shown = [_cut(s, limit) for i, s in enumerate(sentences) if i == 0 or _FIX.search(s)]
+    return (" ".join(shown) + (f" ({code.group(1)})" if code else "")).strip()
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, ended at a word boundary with ``...`` when it was longer."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return f"{head} ..."
 
 
 class Database:
@@ -331,6 +380,15 @@ class Database:
         parts = self.rows("SELECT partition_id, sum(rows) AS rows FROM system.parts WHERE database = currentDatabase() "
                           f"AND table = {{t:String}} AND active{where} GROUP BY partition_id", params)
         return {r["partition_id"]: int(r["rows"]) for r in parts}
+
+    def partition_rows_of(self, tables: Iterable[str]) -> dict[str, dict[str, int]]:
+        """:meth:`partition_rows` of each of ``tables``, in one query (a backfill's plan asks once, not per table)."""
+        out: dict[str, dict[str, int]] = {t: {} for t in tables}
+        for r in self.rows("SELECT table, partition_id, sum(rows) AS rows FROM system.parts WHERE database = "
+                           "currentDatabase() AND has({t:Array(String)}, table) AND active GROUP BY table, partition_id",
+                           {"t": list(out)}):
+            out[r["table"]][r["partition_id"]] = int(r["rows"])
+        return out
 
     def close(self) -> None:
         _close_client(self.client)
@@ -446,11 +504,11 @@ def _open_client(settings, tgt: Target, database: str | None):
     from clickhouse_connect.driver import exceptions as cc
 
     if tgt.kind == "embedded":
-        _engine.open(tgt.path, settings.get("clickhouse.lock_timeout"), engine_config(tgt.merge_tree,
-                                                                                    tgt.server_settings))
+        real = _engine.open(tgt.path, settings.get("clickhouse.lock_timeout"), engine_config(tgt.merge_tree,
+                                                                                           tgt.server_settings))
         starting = not _engine.clients  # the engine starts with the first connection (again after the last closed)
         try:
-            client = clickhouse_connect.get_client(dsn=f"chdb://{tgt.path}", database=database,
+            client = clickhouse_connect.get_client(dsn=f"chdb://{real}", database=database,
                                                    settings=dict(tgt.settings), chdb_options=_engine.options())
         except Exception as exc:
             if "Cannot lock file" in str(exc):

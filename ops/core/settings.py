@@ -11,16 +11,19 @@ In ``.env`` and the environment a key is spelled ``CHOPS_<SECTION>__<KEY>`` (``C
 ``CLICKHOUSE_URL`` is accepted as the conventional name of ``clickhouse.url``. Unknown keys, wrong types and
 unknown environments are ``ConfigError``\\ s that name the file (or variable) and the key.
 
-A few keys are *tables* of names chops does not know in advance (ClickHouse settings: ``[clickhouse.settings]``).
-Each layer adds or replaces entries, one by one, and every entry keeps its own source; in ``.env`` and the
-environment an entry is ``CHOPS_<SECTION>__<KEY>__<NAME>`` (``CHOPS_CLICKHOUSE__SETTINGS__MAX_THREADS=4``; names
-are lower-cased, as ClickHouse's settings are).
+A few keys are *tables* of names chops does not know in advance (ClickHouse settings: ``[clickhouse.settings]``;
+template variables of migrations: ``[migrations.variables]``). Each layer adds or replaces entries, one by one,
+and every entry keeps its own source; in ``.env`` and the environment an entry is
+``CHOPS_<SECTION>__<KEY>__<NAME>`` (``CHOPS_CLICKHOUSE__SETTINGS__MAX_THREADS=4``; names are lower-cased, as
+ClickHouse's settings are, except template variables, which are upper-cased in every layer).
 
 The result is one frozen :class:`Settings` that also remembers where every value came from.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import re
 import stat
@@ -70,6 +73,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "migrations": {
         "dir": Key(str, "migration files, NNNN_name.sql + NNNN_name.rollback.sql (relative to the project root)"),
         "lock_timeout": Key(float, "seconds to wait for the migration lock held by another applier"),
+        "variables": Key(dict, "template variables of migrations: {{.NAME}}, {{NAME}} and, in goose ENVSUB blocks, "
+                               "${NAME}, filled when a migration is rendered (names are case-insensitive)"),
     },
     "pipelines": {
         "dir": Key(str, "pipeline modules, one per pipeline (relative to the project root)"),
@@ -124,6 +129,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 # The name of an entry of a table key: a ClickHouse setting name.
 ENTRY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Tables whose entry names are kept upper-case, whichever layer sets them: template variables are spelled
+# {{.APP_CLUSTER}} and CHOPS_MIGRATIONS__VARIABLES__APP_CLUSTER, and `app_cluster = ` in TOML is the same one.
+UPPER_CASE_ENTRIES = frozenset({"migrations.variables"})
 
 
 def _entry(value: Any, where: str, name: str) -> Any:
@@ -133,6 +141,8 @@ def _entry(value: Any, where: str, name: str) -> Any:
         raise ConfigError(f"{where}: {name!r} is not a setting name (letters, digits and _)")
     if not isinstance(value, (str, int, float, bool)):
         raise ConfigError(f"{where}: {name} must be a string, number or boolean, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
     return value
 
 
@@ -164,10 +174,14 @@ def _coerce(value: Any, key: Key, where: str, name: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             if isinstance(value, (int, float)):
-                return float(value)
-            if from_text:
-                return float(value.strip())
-            raise ValueError
+                number = float(value)
+            elif from_text:
+                number = float(value.strip())
+            else:
+                raise ValueError
+            if not math.isfinite(number):  # a NaN timeout compares false with everything: it would wait for ever
+                raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
+            return number
         if key.type is str and isinstance(value, str):
             return value
         raise ValueError
@@ -176,15 +190,33 @@ def _coerce(value: Any, key: Key, where: str, name: str) -> Any:
         raise ConfigError(f"{where}: {name} must be {key.type.__name__}, got {shown}") from None
 
 
+def decode_utf8(data: bytes, shown: str, error: type = ConfigError) -> str:
+    """``data`` (the bytes of file ``shown``) as text; bytes that are not UTF-8 are one line naming the file and
+    the offset of the first bad byte (``error``, a ConfigError by default)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{shown}: not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})",
+                    hint="save the file as UTF-8") from None
+
+
+def _read_bytes(path: Path, shown: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{shown} is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+
+
 def _read_toml(path: Path, root: Path) -> dict[str, Any]:
     rel = _rel(path, root)
+    text = decode_utf8(_read_bytes(path, rel), rel)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{rel}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{rel}: cannot read: {exc.strerror}") from None
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -210,6 +242,8 @@ def _apply_toml(values: dict, sources: dict, data: dict, where: str) -> None:
 def _set(values: dict, sources: dict, dotted: str, value: Any, where: str, entry: str | None = None) -> None:
     """Record a value and its source; a table's entries are added to (or replace) the ones below them, one by one,
     each with its own source (``clickhouse.settings.max_threads``)."""
+    if entry is not None and dotted in UPPER_CASE_ENTRIES:
+        entry = entry.upper()
     if entry is not None:
         values[dotted] = {**values.get(dotted, {}), entry: value}
         sources[f"{dotted}.{entry}"] = where
@@ -274,18 +308,23 @@ def environments(root: Path = ROOT) -> list[str]:
 
 
 def read_env_file(path: Path, root: Path = ROOT) -> dict[str, str | None]:
-    """Parse a .env file (python-dotenv); refuse one that others can read, as ssh refuses a private key."""
+    """Parse a .env file (python-dotenv); refuse one that others can read, as ssh refuses a private key, and
+    one that is not a file (``CHOPS_ENV_FILE`` naming a directory) or not UTF-8."""
     if not path.exists():
         return {}
+    shown = _rel(path, root)
+    if not path.is_file():
+        raise ConfigError(f"{shown} (the .env file; CHOPS_ENV_FILE) is not a file",
+                          hint="point CHOPS_ENV_FILE at a NAME=value file, or unset it to use .env")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
-            f"{_rel(path, root)} holds secrets but is readable by others (mode {mode:04o})",
-            hint=f"run: chmod 600 {_rel(path, root)}",
+            f"{shown} holds secrets but is readable by others (mode {mode:04o})",
+            hint=f"run: chmod 600 {shown}",
         )
     from dotenv import dotenv_values
 
-    return dict(dotenv_values(path))
+    return dict(dotenv_values(stream=io.StringIO(decode_utf8(_read_bytes(path, shown), shown))))
 
 
 @dataclass(frozen=True)

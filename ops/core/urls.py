@@ -61,12 +61,29 @@ class Target:
 
 
 def parse_url(url: str, default_database: str = "default", where: str = "CLICKHOUSE_URL") -> Target:
-    """Parse ``chdb:///abs/path[?database=db&…]`` or ``http(s)://user:pass@host[:port][/db][?…]``; one-line errors.
-    Parameters other than ``database=`` are settings (see the module's doc)."""
+    """Parse ``chdb:///abs/path[?database=db&…]`` or ``http(s)://user:pass@host[:port][/db][?…]``; one-line errors
+    that never show a password. Parameters other than ``database=`` are settings (see the module's doc)."""
+    try:
+        return _parse_url(url, default_database, where)
+    except ConfigError as exc:
+        try:
+            netloc = urlsplit(url).netloc
+        except ValueError:
+            netloc = ""
+        if _stray_at(url, netloc):
+            # what the error would quote (a path, a parameter) may be the end of a password: say it without that
+            raise ConfigError(f"{where}: cannot read {mask_url(url)!r}: a '/', '?', '#' or '@' in the password must "
+                              "be percent-encoded (%2F, %3F, %23, %40)") from None
+        raise exc from None
+
+
+def _parse_url(url: str, default_database: str, where: str) -> Target:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
         raise ConfigError(f"{where}: malformed URL {mask_url(url)!r}: {exc}") from None
+    if parts.fragment or url.endswith("#"):
+        raise ConfigError(f"{where}: a URL has no #fragment, got {mask_url(url)!r}")
     scheme = parts.scheme.lower()
     if scheme == "chdb":
         if parts.netloc or not parts.path.startswith("/"):
@@ -130,8 +147,20 @@ def _parameters(query: str, where: str, embedded: bool) -> tuple[str | None, dic
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ********."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", url)
+    """The URL with any password replaced by ********, whatever the password contains: everything from the first
+    ``:`` after the user name to the *last* ``@`` goes (an unencoded ``/``, ``?``, ``#`` or ``@`` in a password
+    cannot hide the rest of it). A URL whose query holds an ``@`` is masked too much, never too little."""
+    head, sep, rest = url.partition("://")
+    at, colon = rest.rfind("@"), rest.find(":")
+    if not sep or at < 0 or colon < 0 or colon > at or "/" in rest[:colon]:
+        return url
+    return f"{head}://{rest[:colon]}:********{rest[at:]}"
+
+
+def _stray_at(url: str, netloc: str) -> bool:
+    """Whether ``url`` has an ``@`` after its host (as a URL parser reads it): a password with an unencoded ``/``,
+    ``?`` or ``#`` ends the host early, and what follows would be shown as a path, a parameter or a fragment."""
+    return url.partition("://")[2].count("@") > netloc.count("@")
 
 
 def validate_identifier(name: str, what: str = "name", error: type = BadInput) -> str:

@@ -15,11 +15,12 @@ The version tables, as each tool writes them on ClickHouse (read from the tools'
   dbmate's own query, ``SELECT version FROM schema_migrations FINAL WHERE applied``. goose and dbmate apply
   migrations missing below the newest one, so their applied set can have holes.
 
-Only migrations chops' journal has never seen are recorded (through ``Migrations.mark``, the repair path of
+Only migrations chops' journal has never seen are recorded (through ``Migrations.mark_many``, the repair path of
 ``db.mark``); a migration chops has applied, rolled back or left dirty since keeps its own history, so adopting
 again changes nothing. Everything is read and checked before anything is written: a version table that names a
-version the directory lacks is a ``BadInput``, and nothing is imported or recorded. So, for now, is a dirty
-golang-migrate version: the migrator has no public way yet to record a migration as dirty without running it.
+version the directory lacks is a ``BadInput``, and nothing is imported or recorded. A version golang-migrate left
+dirty becomes a dirty chops migration with no statement done (``Migrations.mark_dirty``): ``--resume`` runs it
+from its first statement, ``db.rollback`` undoes nothing, ``db.mark`` settles it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class ToolState:
 
 def read_tool_state(db, fmt: str, table: str | None = None) -> ToolState:
     """Read ``fmt``'s version table (``table``, default the tool's own name) in ``db``'s database."""
+    if fmt not in VERSION_TABLES:
+        raise BadInput(f"{fmt} has no version table to adopt from", hint="import without --adopt")
     table = validate_identifier(table or VERSION_TABLES[fmt], "version table")
     columns = {r["name"] for r in db.rows("SELECT name FROM system.columns WHERE database = currentDatabase() "
                                           "AND table = {t:String}", {"t": table})}
@@ -139,15 +142,11 @@ def import_and_adopt(migrations, source: Path, fmt: str, table: str | None = Non
     states = migrations.states() if migrations.directory.is_dir() else {}
     others = [i for i, st in states.items() if st.state == "pending" and i not in imported]
     plan = plan_adoption(fmt, rows, tool, known, others)
-    if plan["dirty"] is not None:
-        # The migrator has no public way yet to record a migration as dirty without running it.
-        raise BadInput(f"{fmt} left version {tool.dirty} ({plan['dirty']}) dirty, and chops cannot record a dirty "
-                       "migration without running it; nothing was imported or recorded",
-                       hint=f"check what of it ran, settle it with {fmt} (migrate force), then adopt again")
     plan["recorded"] = []
     if not dry_run:
         rows = import_migrations(source, migrations.directory, fmt)
-        for chops_id in plan["adopt"]:
-            if migrations.mark(chops_id):
-                plan["recorded"].append(chops_id)
+        plan["recorded"] = migrations.mark_many(plan["adopt"])  # one lock, one journal write
+        if plan["dirty"] is not None and migrations.mark_dirty(plan["dirty"]):
+            migrations.notify(f"{plan['dirty']} is dirty, as {fmt} left version {tool.dirty}: check what of it "
+                              f"ran, then inv db.migrate --resume, inv db.rollback or inv db.mark {plan['dirty']}")
     return {"imported": rows, "adoption": plan}

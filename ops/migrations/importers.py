@@ -12,18 +12,30 @@ kinds mix (golang-migrate's ``000001`` is chops' ``0001``, and ``000145`` sorts 
 Source formats, each read as the tool itself reads it:
 
 * ``golang-migrate``: ``{version}_{title}.up.sql`` and an optional ``{version}_{title}.down.sql``, run in the
-  numeric order of their versions;
+  numeric order of their versions. An up and a down are paired by the number of the version alone, as
+  golang-migrate pairs them (``000145_reacreate_x.up.sql`` with ``000145_recreate_x.down.sql``: the row's note
+  says so); two ups (or two downs) with one version are refused, as golang-migrate refuses them;
 * ``goose``: ``{version}_{name}.sql`` with ``-- +goose Up`` / ``-- +goose Down`` sections (Go migrations cannot
-  be converted), numeric order;
+  be converted), numeric order. ``-- +goose ENVSUB ON`` / ``OFF`` lines stay where they are (a section that
+  starts with ENVSUB already on starts with an ``ON`` line), so that ``${NAME}`` is expanded on the same lines as
+  goose expands it (``ops.migrations.templates``);
 * ``dbmate``: ``{version}_{name}.sql`` with ``-- migrate:up`` / ``-- migrate:down`` sections, in file name order.
   A file may hold several up/down pairs (dbmate 2.x): each ``-- migrate:up`` starts a section that takes one
   ``-- migrate:down``. dbmate applies the up sections in file order and rolls back by running the down sections,
   also in file order (``Migrate`` and ``Rollback`` in dbmate's ``pkg/dbmate/db.go`` loop over the parsed
   sections alike), so the apply file holds the up sections in order and the rollback file the down sections in
-  the same order, each under a comment naming its section.
+  the same order, each under a comment naming its section;
+* ``plain``: numbered files of any digit count, ``{number}_{name}.sql`` (``1_init.sql``, ``001_x.sql``,
+  ``20240101120000_x.sql``; the npm ``clickhouse-migrations`` layout), each with an optional
+  ``{number}_{name}.down.sql`` or ``.rollback.sql`` beside it, paired and ordered as golang-migrate's (by the
+  number, numerically).
+
+Template placeholders (``{{.NAME}}``, goose's ``${NAME}``) are kept as written; each row lists the variables its
+files use, which ``[migrations.variables]`` must give when the migrations are rendered.
 
 A migration without a down (no ``.down.sql``, no Down section) is a no-op when the source tool rolls it back, so
-it gets a rollback file that says so and runs nothing: rolling back through it works as it did before.
+it gets a rollback file that says so and runs nothing: rolling back through it works as it did before. (A plain
+set's tool has no rollback at all; its rollback files say that, and are where the undoing statements go.)
 
 Every written file starts with ``-- imported from <format>: <original file name>``; that line is how a second
 import of the same directory recognises what it already wrote and skips it (keeping its id, whatever its form).
@@ -41,9 +53,10 @@ from pathlib import Path
 
 from ops.core.errors import BadInput
 from ops.migrations.objects import Touch, touches_of_sql
-from ops.migrations.sqlsplit import CODE, COMMENT, _scan, split_statements
+from ops.migrations.sqlsplit import CODE, COMMENT, GOOSE_ENVSUB, _scan, split_statements
+from ops.migrations.templates import template_variables
 
-FORMATS = ("golang-migrate", "goose", "dbmate")
+FORMATS = ("golang-migrate", "goose", "dbmate", "plain")
 
 _HEADER = "-- imported from {fmt}: {name}"
 _HEADER_LINE = re.compile(r"-- imported from (?P<fmt>[a-z-]+): (?P<name>.+)")
@@ -53,11 +66,13 @@ _MAX_NUMBER = 9999
 
 _GOLANG_MIGRATE_FILE = re.compile(r"(?P<version>\d+)_(?P<name>.*)\.(?P<direction>up|down)\.sql")
 _VERSIONED_SQL_FILE = re.compile(r"(?P<version>\d+)_(?P<name>.*)\.sql")
+_PLAIN_FILE = re.compile(r"(?P<version>\d+)_(?P<name>.*?)(?:\.(?P<direction>down|rollback|up))?\.sql")
 _GOOSE_GO_FILE = re.compile(r"\d+_.*\.go")
 _EXPECTED_NAMES = {
     "golang-migrate": "{version}_{title}.up.sql / {version}_{title}.down.sql",
     "goose": "{version}_{name}.sql",
     "dbmate": "{version}_{name}.sql",
+    "plain": "{number}_{name}.sql, and {number}_{name}.down.sql or .rollback.sql",
 }
 
 # goose: `-- +goose <annotation>`; goose reads annotations case-insensitively.
@@ -66,16 +81,23 @@ _GOOSE_DROPPED = {"statementbegin", "no transaction"}
 # dbmate: `-- migrate:up` / `-- migrate:down` at the start of a line (as dbmate's `(?m)^--\s*migrate:up` reads
 # it), optionally followed by options (`transaction:false`), dropped: ClickHouse has no transactions.
 _DBMATE_MARKER = re.compile(r"--\s*migrate:(?P<section>up|down)(?:\s+.*)?")
+# goose's ENVSUB switch, written first in a section that starts with it on (switched on by an earlier line).
+_ENVSUB_ON = "-- +goose ENVSUB ON"
 # The Go-template cluster placeholder some golang-migrate setups use, in chops' spelling.
 _GO_TEMPLATE_CLUSTER = re.compile(r"\{\{\s*\.CLUSTER\s*\}\}")
 
 _NO_DOWN = {
     "golang-migrate": ("-- golang-migrate has no {down} for this migration: migrating down over it runs nothing.\n"
-                       "-- This rollback runs nothing either, on purpose (no statements below)."),
+                       "-- This rollback runs nothing either, on purpose (no statements below).\n"
+              "-- chops: nothing to undo"),
     "goose": ("-- {original} has no `-- +goose Down` section: goose rolls this migration back as a no-op.\n"
-              "-- This rollback runs nothing either, on purpose (no statements below)."),
+              "-- This rollback runs nothing either, on purpose (no statements below).\n"
+              "-- chops: nothing to undo"),
     "dbmate": ("-- {original} has no `-- migrate:down` section: rolling it back runs nothing in dbmate.\n"
-               "-- This rollback runs nothing either, on purpose (no statements below)."),
+               "-- This rollback runs nothing either, on purpose (no statements below).\n"
+              "-- chops: nothing to undo"),
+    "plain": ("-- {original} has no down file ({down}): the tool that ran it could not roll it back.\n"
+              "-- This rollback runs nothing (no statements below); write the statements that undo it here."),
 }
 
 
@@ -92,6 +114,7 @@ class _Migration:
     rollback_source: str
     noop_rollback: bool = False  # the source has no down: the rollback file runs nothing, and says why
     files: dict[str, str] = field(default_factory=dict)  # written file name -> content
+    notes: list[str] = field(default_factory=list)  # what the import decided that the reader should know
 
 
 @dataclass
@@ -109,9 +132,11 @@ def import_migrations(source: Path, dest: Path, fmt: str, dry_run: bool = False)
     Each row: ``source`` (original file names, list), ``version`` (original version string), ``id`` (chops id),
     ``files`` (file names written, or for ``skip`` those already in ``dest``), ``rollback`` (whether the
     migration has a rollback file), ``noop_rollback`` (the source had no down, so its rollback runs nothing),
-    ``action`` (``write`` or ``skip``) and ``collisions`` (objects it shares with a migration already in ``dest``
-    that this import did not write: ``object``, ``action``, ``migration``, ``its_action``, ``message``). With
-    ``dry_run`` nothing is written and the same rows are returned.
+    ``action`` (``write`` or ``skip``), ``collisions`` (objects it shares with a migration already in ``dest``
+    that this import did not write: ``object``, ``action``, ``migration``, ``its_action``, ``message``), ``notes``
+    (what the import decided that is worth knowing, e.g. a down file paired by version whose title differs) and
+    ``variables`` (the template variables its files use: ``name``, ``required``, ``default``; see
+    ``ops.migrations.templates``). With ``dry_run`` nothing is written and the same rows are returned.
     """
     if fmt not in FORMATS:
         raise BadInput(f"unknown migration format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -127,6 +152,7 @@ def import_migrations(source: Path, dest: Path, fmt: str, dry_run: bool = False)
     others = _other_migrations(dest, existing, fmt, migrations)
     for migration, row in zip(migrations, plan):
         row["collisions"] = _collisions(row["id"], migration.apply, others)
+        row["variables"] = variables_used(migration.apply, migration.rollback)
 
     # Apply files before their rollback files, so an interrupted import never leaves a rollback on its own.
     to_write = [(name, content) for m in migrations for name, content in m.files.items()]
@@ -177,7 +203,20 @@ def _chops_id(file_name: str) -> str:
 
 def _row(migration: _Migration, chops_id: str, files: list[str], rollback: bool, action: str) -> dict:
     return {"source": list(migration.sources), "version": migration.version, "id": chops_id, "files": files,
-            "rollback": rollback, "noop_rollback": migration.noop_rollback, "action": action}
+            "rollback": rollback, "noop_rollback": migration.noop_rollback, "action": action,
+            "notes": list(migration.notes)}
+
+
+def variables_used(*texts: str) -> list[dict]:
+    """The template variables the SQL ``texts`` (each a file) use, once each, in order of first use: ``name``,
+    ``required`` (used somewhere without a default) and ``default`` (the first default written, when it is not
+    required)."""
+    found: dict[str, dict] = {}
+    for use in (use for text in texts for use in template_variables(text)):
+        entry = found.setdefault(use.name, {"name": use.name, "required": False, "default": use.default})
+        if use.required:
+            entry["required"], entry["default"] = True, None
+    return list(found.values())
 
 
 def _content(fmt: str, original: str, sql: str) -> str:
@@ -296,7 +335,7 @@ def _terminated(sql: str) -> str:
 
 def _sql_files(source: Path, fmt: str) -> list[tuple[Path, re.Match]]:
     """The migration files of ``source`` with their name matched; other ``.sql`` files are a ``BadInput``."""
-    pattern = _GOLANG_MIGRATE_FILE if fmt == "golang-migrate" else _VERSIONED_SQL_FILE
+    pattern = {"golang-migrate": _GOLANG_MIGRATE_FILE, "plain": _PLAIN_FILE}.get(fmt, _VERSIONED_SQL_FILE)
     files = []
     for path in sorted(source.iterdir()):
         if not path.is_file() or path.name.startswith("."):
@@ -309,6 +348,9 @@ def _sql_files(source: Path, fmt: str) -> list[tuple[Path, re.Match]]:
         match = pattern.fullmatch(path.name)
         if not match:
             raise BadInput(f"{path.name} is not a {fmt} migration file name (expected {_EXPECTED_NAMES[fmt]})")
+        if fmt == "plain" and match["direction"] == "up":
+            raise BadInput(f"{path.name} is a golang-migrate file name (.up.sql), not a plain one",
+                           hint="import the directory with --from golang-migrate")
         files.append((path, match))
     return files
 
@@ -317,34 +359,45 @@ def _duplicate(first: str, second: str, version: str) -> BadInput:
     return BadInput(f"duplicate migration version {version}: {first} and {second}")
 
 
-def _read_golang_migrate(source: Path) -> list[_Migration]:
+def _read_paired(source: Path, fmt: str) -> list[_Migration]:
+    """golang-migrate and plain numbered files: an up file per version and at most one down file, paired by the
+    number of the version alone, as golang-migrate does (its ``source/file`` driver keys both directions by the
+    parsed version: a down whose title differs is that version's down, and the import says so in a note). Run
+    in the numeric order of their versions (``2_x`` before ``10_x``)."""
     ups: dict[int, tuple[Path, re.Match]] = {}
     downs: dict[int, tuple[Path, re.Match]] = {}
-    for path, match in _sql_files(source, "golang-migrate"):
-        side = ups if match["direction"] == "up" else downs
+    for path, match in _sql_files(source, fmt):
+        side = downs if match["direction"] in ("down", "rollback") else ups
         version = int(match["version"])
         if version in side:
             raise _duplicate(side[version][0].name, path.name, match["version"])
         side[version] = (path, match)
-
-    migrations: dict[int, _Migration] = {}
-    for version, (path, match) in ups.items():
-        migration = _Migration(version=match["version"], name=_normalise_name(match["name"], path.name),
-                               sources=[path.name], apply=_clean_sql(_read(path), path.name), apply_source=path.name,
-                               rollback=_NO_DOWN["golang-migrate"].format(down=f"{path.name[:-7]}.down.sql"),
-                               rollback_source=path.name, noop_rollback=True)
-        if version in downs:
-            down_path, down_match = downs[version]
-            if down_match["name"] != match["name"] or down_match["version"] != match["version"]:
-                raise _duplicate(path.name, down_path.name, match["version"])
-            migration.sources.append(down_path.name)
-            migration.rollback = _clean_sql(_read(down_path), down_path.name)
-            migration.rollback_source, migration.noop_rollback = down_path.name, False
-        migrations[version] = migration
     for version, (path, _) in downs.items():
         if version not in ups:
-            raise BadInput(f"{path.name} has no matching .up.sql migration")
-    return [migrations[version] for version in sorted(migrations)]
+            up = ".up.sql" if fmt == "golang-migrate" else ".sql"
+            raise BadInput(f"{path.name} has no matching {up} migration")
+    return [_paired(fmt, *ups[version], downs.get(version)) for version in sorted(ups)]
+
+
+def _paired(fmt: str, path: Path, match: re.Match, down: tuple[Path, re.Match] | None) -> _Migration:
+    stem = path.name[:-len(".up.sql")] if fmt == "golang-migrate" else path.name[:-len(".sql")]
+    missing = f"{stem}.down.sql" if fmt == "golang-migrate" else f"{stem}.down.sql or {stem}.rollback.sql"
+    migration = _Migration(version=match["version"], name=_normalise_name(match["name"], path.name),
+                           sources=[path.name], apply=_clean_sql(_read(path), path.name), apply_source=path.name,
+                           rollback=_NO_DOWN[fmt].format(down=missing, original=path.name),
+                           rollback_source=path.name, noop_rollback=True)
+    if down is not None:
+        down_path, down_match = down
+        differ = [what for what, group in (("titles", "name"), ("versions as written", "version"))
+                  if down_match[group] != match[group]]
+        if differ:
+            by = "golang-migrate pairs an up and a down" if fmt == "golang-migrate" else "they are paired"
+            migration.notes.append(f"{down_path.name} is the rollback of {path.name}: {by} by the number of the "
+                                   f"version alone, and the {' and '.join(differ)} differ")
+        migration.sources.append(down_path.name)
+        migration.rollback = _clean_sql(_read(down_path), down_path.name)
+        migration.rollback_source, migration.noop_rollback = down_path.name, False
+    return migration
 
 
 def _read_sectioned(source: Path, fmt: str) -> list[_Migration]:
@@ -375,6 +428,8 @@ class _Section:
     down: list[int] | None = None
     up_line: int = 0  # 1-based line of its up marker
     down_line: int = 0
+    up_envsub: bool = False  # goose: ENVSUB is on where the section starts (switched on by an earlier line)
+    down_envsub: bool = False
 
 
 def _sections(text: str, original: str, fmt: str) -> tuple[str, str | None]:
@@ -386,17 +441,20 @@ def _sections(text: str, original: str, fmt: str) -> tuple[str, str | None]:
     if not sections:
         raise BadInput(f"{original} has no `{up_marker}` section")
 
-    def sql_of(numbers: list[int]) -> str:
+    def sql_of(numbers: list[int], envsub: bool = False) -> str:
         # Checked with every other line blanked, so that errors give line numbers of the file.
         keep = set(numbers)
         as_in_file = "\n".join(line if n in keep else "" for n, line in enumerate(lines))
-        return _clean_sql("\n".join(lines[n] for n in numbers), original, as_in_file)
+        sql = _clean_sql("\n".join(lines[n] for n in numbers), original, as_in_file)
+        # goose's ENVSUB switch holds from its line on, across sections: a section that starts with it on
+        # starts with the marker, so that its file alone says so (ops.migrations.templates expands the lines).
+        return f"{_ENVSUB_ON}\n{sql}" if envsub and sql else sql
 
     if split_statements(sql_of(preamble)):
         raise BadInput(f"{original} has SQL before its `{up_marker}` line")
     if len(sections) == 1:
         only = sections[0]
-        return sql_of(only.up), None if only.down is None else sql_of(only.down)
+        return sql_of(only.up, only.up_envsub), None if only.down is None else sql_of(only.down, only.down_envsub)
     ups = [(f"-- dbmate section {i} of {len(sections)} (line {s.up_line})", sql_of(s.up))
            for i, s in enumerate(sections, 1)]
     downs = [(f"-- dbmate section {i} of {len(sections)} (line {s.down_line})" if s.down is not None
@@ -421,7 +479,13 @@ def _parse_sections(lines: list[str], original: str, fmt: str) -> tuple[list[_Se
     preamble: list[int] = []
     current = preamble
     goose = _Section()
+    envsub = False  # goose: whether ENVSUB is on at this line
     for number, line in enumerate(lines):
+        envsub_marker = GOOSE_ENVSUB.fullmatch(line.strip()) if fmt == "goose" else None
+        if envsub_marker:  # kept where it is, as a comment: chops' renderer reads it (ops.migrations.templates)
+            envsub = envsub_marker["state"].lower() == "on"
+            current.append(number)
+            continue
         marker = _marker(line, original, number, fmt)
         if marker is None:
             current.append(number)
@@ -433,10 +497,10 @@ def _parse_sections(lines: list[str], original: str, fmt: str) -> tuple[list[_Se
             if (goose.up_line if marker == "up" else goose.down_line):
                 raise BadInput(f"{original} line {number + 1}: a second {marker} section")
             if marker == "up":
-                goose.up_line, current = number + 1, goose.up
+                goose.up_line, goose.up_envsub, current = number + 1, envsub, goose.up
                 sections = [goose]
             else:
-                goose.down_line, goose.down = number + 1, []
+                goose.down_line, goose.down, goose.down_envsub = number + 1, [], envsub
                 current = goose.down
         elif marker == "up":
             sections.append(_Section(up_line=number + 1))
@@ -484,7 +548,8 @@ def _terminate_lines(lines: list[str], numbers: list[int]) -> None:
 
 
 _READERS = {
-    "golang-migrate": _read_golang_migrate,
+    "golang-migrate": lambda source: _read_paired(source, "golang-migrate"),
     "goose": lambda source: _read_sectioned(source, "goose"),
     "dbmate": lambda source: _read_sectioned(source, "dbmate"),
+    "plain": lambda source: _read_paired(source, "plain"),
 }

@@ -161,10 +161,11 @@ def _event_time() -> str:
 
 def event_row(migration_id: str, checksum: str, operation: str, event: str, attempt: str, statement: int = 0,
               statement_sha: str = "", error: str = "") -> dict[str, Any]:
-    """One journal event of this process, as the row :meth:`PendingEvents.write` takes."""
+    """One journal event of this process, as the row :meth:`PendingEvents.write` takes. ``error`` is ClickHouse's
+    message, kept whole (the one-line error shows a short form; ``db.history`` shows this)."""
     me = _me()
     values = [str(uuid.uuid4()), attempt, migration_id, hashlib.sha256(migration_id.encode()).hexdigest(),
-              operation, event, statement, statement_sha, checksum, error[:2000], me.user, me.host, me.pid,
+              operation, event, statement, statement_sha, checksum, error, me.user, me.host, me.pid,
               me.command, _event_time()]
     return dict(zip(COLUMNS, values))
 

@@ -23,7 +23,7 @@ statement's clause comes before its first ``SELECT`` (``CREATE VIEW v ON CLUSTER
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from ops.core.errors import BadInput
@@ -48,12 +48,19 @@ _NOT_A_CLUSTER = frozenset({"and", "or", "not", "in", "is", "like", "ilike", "be
 TEMPLATE, WORD, OTHER = "template", "word", "other"
 
 
+# goose's switch for environment substitution, `-- +goose ENVSUB ON` / `OFF` alone on its line (goose reads its
+# annotations case-insensitively); ``ops.migrations.templates`` expands ``${NAME}`` on the lines between.
+GOOSE_ENVSUB = re.compile(r"--\s*\+goose\s+envsub\s+(?P<state>on|off)", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Statement:
-    """One statement: its text (no trailing ``;``) and the 1-based line of its first token in the file."""
+    """One statement: its text (no trailing ``;``), the 1-based line of its first token in the file, and the lines
+    of the file it spans that lie in a goose ``ENVSUB ON`` block (:func:`envsub_lines`; empty for most files)."""
 
     text: str
     line: int
+    envsub: frozenset[int] = frozenset()
 
 
 def _line_of(sql: str, offset: int) -> int:
@@ -179,7 +186,27 @@ def split_statements(sql: str) -> list[Statement]:
                 start = i
     if start is not None:
         finish(len(sql))
+    envsub = envsub_lines(sql)
+    if envsub:
+        statements = [replace(s, envsub=frozenset(n for n in envsub if s.line <= n <= s.line + s.text.count("\n")))
+                      for s in statements]
     return statements
+
+
+def envsub_lines(sql: str) -> frozenset[int]:
+    """The 1-based lines of ``sql`` between a ``-- +goose ENVSUB ON`` line and the next ``-- +goose ENVSUB OFF`` (or
+    the end), the marker lines themselves excluded: where goose expands ``${NAME}``. goose reads a file line by line
+    and switches on marker lines wherever they are, inside a statement too (its parser's ``useEnvsub``)."""
+    if not GOOSE_ENVSUB.search(sql):
+        return frozenset()
+    found, on = set(), False
+    for number, line in enumerate(sql.split("\n"), 1):
+        marker = GOOSE_ENVSUB.fullmatch(line.strip())
+        if marker:
+            on = marker["state"].lower() == "on"
+        elif on:
+            found.add(number)
+    return frozenset(found)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ops.core.errors import BadInput, LockTimeout
 from ops.core.output import info
 from ops.core.process import Holder
 from ops.core.timefmt import stamp_micro
-from ops.migrations.journal import LOG_TABLE, completed_applied, fold, log_table_sql, read_events
+from ops.migrations.journal import LOG_TABLE, PendingEvents, completed_applied, fold, log_table_sql, read_events
 
 __all__ = ["LOCK_TABLE", "LOG_TABLE", "ClickHouseBackend", "describe", "in_order"]
 
@@ -54,6 +54,12 @@ def in_order(ids: Iterable[str], depends: Mapping[str, Iterable[str]]) -> list[s
         return list(topological_sort(ids, {i: set(depends.get(i, ())) & among for i in ids}))
     except CycleError as exc:
         raise BadInput(f"dependency cycle among migrations: {', '.join(exc.args[1])}") from None
+
+
+def ordered_files(files: list) -> list:
+    """Migration files in yoyo's order: file order, each after the ones among them it depends on."""
+    by_id = {f.id: f for f in files}
+    return [by_id[mid] for mid in in_order([f.id for f in files], {f.id: f.depends for f in files})]
 
 
 class ClickHouseBackend(DatabaseBackend):
@@ -129,12 +135,12 @@ class ClickHouseBackend(DatabaseBackend):
         return self._internal_schema_updated or self.db.has_table(LOG_TABLE)
 
     def applied_ids(self) -> list[str]:
-        """The migrations whose latest completed operation in the journal table applied or marked them, oldest
-        first: the journal's fold (``ops.migrations.journal``) over the table's events. A killed run's events that
-        are still in its write-ahead file are not read here."""
+        """The migrations whose latest completed operation in the journal applied or marked them, oldest first:
+        the journal's fold (``ops.migrations.journal``) over the table's events and a killed run's events still in
+        its write-ahead file, as chops' migrator reads them."""
         if not self.journal_exists():
             return []  # reading must not create bookkeeping tables (yoyo's version does): a dry run changes nothing
-        return completed_applied(fold(read_events(self.db)))
+        return completed_applied(fold(read_events(self.db, PendingEvents(self.db).leftover())))
 
     def get_applied_migration_hashes(self):
         # One truth: yoyo's applied list is the journal's fold, not an SQL query of its own.

@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 
 from ops.clickhouse.client import connect
-from ops.core.errors import BadInput
+from ops.core.errors import BadInput, WorkFailed
 from ops.migrations.adopt import import_and_adopt
 from ops.migrations.files import read_files
 from ops.migrations.importers import import_migrations
@@ -182,13 +182,18 @@ def test_own_pending_migrations_below_adopted_ones_are_reported(settings, db, mi
     assert [f["migration"] for f in migrations.validate(check_sql=False) if f["check"] == "conflict"] == ["0001_own"]
 
 
-def test_golang_migrate_dirty_version_is_refused_and_nothing_changes(db, migrations, mdir):
+def test_a_golang_migrate_dirty_version_becomes_a_dirty_chops_migration(db, migrations, mdir):
     v = versions("golang-migrate")
     tool_records(db, "golang-migrate", v[:2], dirty=v[2])
-    with pytest.raises(BadInput, match=r"left version 3 \(0003_000003_create_users\) dirty") as caught:
-        import_and_adopt(migrations, CORPORA / "golang-migrate", "golang-migrate")
-    assert "migrate force" in caught.value.hint
-    assert not mdir.exists() and "_chops_migration_log" not in tables(db)
+    plan = import_and_adopt(migrations, CORPORA / "golang-migrate", "golang-migrate")["adoption"]
+    assert plan["dirty"] == "0003_000003_create_users" and len(plan["recorded"]) == 2
+    states = {r["id"]: r["state"] for r in migrations.status()}
+    assert states["0003_000003_create_users"] == "dirty"
+    assert [i for i, s in states.items() if s == "applied"] == plan["recorded"]
+    with pytest.raises(WorkFailed, match="0003_000003_create_users is dirty"):  # refused until it is settled
+        migrations.migrate()
+    done = migrations.migrate(to="0003_000003_create_users", resume=True)  # from its first statement
+    assert done["applied"] == ["0003_000003_create_users"] and "users" in tables(db)
 
 
 def test_golang_migrate_nil_version_adopts_nothing(db, migrations):

@@ -319,7 +319,7 @@ def test_kill_9_mid_migration_leaves_it_dirty_and_recoverable(tmp_path, mdir):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "inv"), "db.migrate"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
-    while "applying 0001_slow" not in (line := proc.stderr.readline()) and time.time() < deadline:
+    while "applying 0001_slow" not in proc.stderr.readline() and time.time() < deadline:
         pass
     time.sleep(1.0)  # statement 1 done, statement 2 sleeping
     os.kill(proc.pid, signal.SIGKILL)
@@ -377,7 +377,9 @@ def test_import_cli_writes_chops_layout(tmp_path, mdir):
     env = cli_env(tmp_path, mdir)
     result = inv("db.import", str(src), "--from", "golang-migrate", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in mdir.iterdir()) == ["0001_users.rollback.sql", "0001_users.sql", "0002_orders.sql"]
+    # the tool's version stays in the id (README: NNNN_<version>_<name>.sql); no down: a rollback that runs nothing
+    assert sorted(p.name for p in mdir.iterdir()) == ["0001_1_users.rollback.sql", "0001_1_users.sql",
+                                                      "0002_2_orders.rollback.sql", "0002_2_orders.sql"]
     inv("db.setup", env=env)
     assert inv("db.migrate", env=env).returncode == 0
     again = json.loads(inv("db.import", str(src), "--from", "golang-migrate", "--json", env=env).stdout)
@@ -488,3 +490,40 @@ def test_a_cut_short_last_line_is_a_statement_that_never_started(migrations, mdi
         f.write('{"id": "0000')  # a kill in the middle of writing the next begin
     assert [e["event"] for e in pending.leftover()] == ["begin", "statement"]
     assert states(migrations)["0001_events"] == "dirty"
+
+
+def test_template_variables_are_filled_when_migrations_run(settings, db, mdir):
+    write(mdir, "0001_events.sql",
+          "CREATE TABLE events ON CLUSTER '{{.APP_CLUSTER}}' (a Int8, s String DEFAULT '{{ .APP_ENV }}')\n"
+          "ENGINE = {{.APP_REPLICATED}}MergeTree ORDER BY a;\n"
+          "-- +goose ENVSUB ON\n"
+          "ALTER TABLE events MODIFY COMMENT 'kept ${DAYS:-30} days, ${APP_ENV}';\n")
+    write(mdir, "0001_events.rollback.sql", "DROP TABLE events;\n")
+    m = Migrations(settings.with_overrides(migrations__dir=str(mdir)), db=db)
+    assert [(x["check"], x["message"].split(": ", 1)[1]) for x in m.validate() if x["level"] == "error"] == [
+        ("template", "unknown variable APP_CLUSTER in {{.APP_CLUSTER}}"),
+        ("template", "unknown variable APP_ENV in {{ .APP_ENV }}"),
+        ("template", "unknown variable APP_REPLICATED in {{.APP_REPLICATED}}"),
+        ("template", "unknown variable APP_ENV in ${APP_ENV}")]
+    with pytest.raises(BadInput, match="0001_events.sql line 1: unknown variable APP_CLUSTER"):
+        m.migrate()
+    assert "events" not in tables(db)
+
+    m = Migrations(settings.with_overrides(migrations__dir=str(mdir), migrations__variables={
+        "app_cluster": "main", "APP_REPLICATED": "", "APP_ENV": "prod"}), db=db)
+    assert [x for x in m.validate() if x["level"] == "error"] == []
+    m.migrate()
+    assert db.rows("SELECT engine, comment FROM system.tables WHERE database = currentDatabase() "
+                   "AND name = 'events'") == [{"engine": "MergeTree", "comment": "kept 30 days, prod"}]
+    assert db.scalar("SELECT default_expression FROM system.columns WHERE database = currentDatabase() "
+                     "AND table = 'events' AND name = 's'") == "'prod'"
+
+
+def test_validate_warns_about_a_hard_coded_database(migrations, mdir, db):
+    write(mdir, "0001_a.sql", "CREATE TABLE appdb.events (a Int8) ENGINE = Memory;\n"
+                              "INSERT INTO appdb.events SELECT 1 FROM system.one;\n")
+    write(mdir, "0001_a.rollback.sql", "DROP TABLE IF EXISTS appdb.events;\n")
+    found = [x for x in migrations.validate(check_sql=False) if x["check"] == "database"]
+    assert [x["level"] for x in found] == ["warning", "warning"]  # once per file: system.one is ClickHouse's own
+    assert "0001_a.sql line 1: names database appdb, but the configured database is " + db.name in found[0]["message"]
+    assert "0001_a.rollback.sql line 1: names database appdb" in found[1]["message"]

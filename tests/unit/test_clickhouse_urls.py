@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from ops.clickhouse.client import config_path, engine_config, not_applied
+from ops.core.errors import ConfigError
 from ops.core.urls import mask_url, parse_url, target
 
 
@@ -84,3 +85,52 @@ def test_not_applied_compares_as_clickhouse_prints():
     wanted = {"allow_dimensions_outside_sorting_key": True, "background_pool_size": 16, "x": "1", "gone": 1}
     actual = {"allow_dimensions_outside_sorting_key": "1", "background_pool_size": "2", "x": "1"}
     assert not_applied(wanted, actual) == {"background_pool_size": "2", "gone": None}
+
+
+# --- issue 14: a password is never shown, whatever it contains ---------------------------------------------------
+
+PIECES = ("Zq9xk", "Wv7y", "Jm4p", "Hb2n", "Tt5r")
+
+
+@pytest.mark.parametrize("password", [
+    "Zq9xk/Wv7y", "Zq9xk@Wv7y", "Zq9xk?Wv7y", "Zq9xk#Wv7y", "Zq9xk:Wv7y", "Zq9xk/Wv7y@Jm4p?Hb2n#Tt5r",
+    "Zq9xk@Wv7y/Jm4p", "8123/Zq9xk", "12?Zq9xk", "Zq9xk@", "/Zq9xk",
+], ids=["slash", "at", "question", "hash", "colon", "everything", "at-then-slash", "port-like", "port-query",
+        "trailing-at", "leading-slash"])
+@pytest.mark.parametrize("scheme", ["http", "https", "htps"])
+def test_an_unencoded_password_is_never_shown(password, scheme):
+    url = f"{scheme}://ana:{password}@ch.example:8123/events"
+    masked = mask_url(url)
+    assert masked == f"{scheme}://ana:********@ch.example:8123/events"
+    try:
+        t = parse_url(url)
+    except ConfigError as exc:
+        shown = exc.line()
+    else:
+        assert t.password == password  # an unencoded '@' or ':' is still read right
+        shown = t.url
+    assert not any(piece in shown for piece in PIECES if piece in password), shown
+
+
+def test_a_password_with_a_slash_says_how_to_encode_it():
+    with pytest.raises(ConfigError) as err:
+        parse_url("http://ana:8123/Zq9xk@ch.example/events", where="environment CLICKHOUSE_URL")
+    assert err.value.line() == ("environment CLICKHOUSE_URL: cannot read 'http://ana:********@ch.example/events': "
+                                "a '/', '?', '#' or '@' in the password must be percent-encoded (%2F, %3F, %23, %40)")
+
+
+def test_other_errors_keep_their_reason_and_a_masked_url():
+    with pytest.raises(ConfigError, match=r"port must be a number from 1 to 65535 in "
+                                          r"'http://ana:\*\*\*\*\*\*\*\*@ch.example:99999/db'"):
+        parse_url("http://ana:pw@ch.example:99999/db")
+    with pytest.raises(ConfigError, match="a URL has no #fragment"):
+        parse_url("http://ana:pw@ch.example/db#top")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://h:8123/db?quota_key=a@b", "http://h:********@b"),  # ambiguous: masked too much, never too little
+    ("chdb:///srv/a:b@c/clickhouse", "chdb:///srv/a:b@c/clickhouse"),  # a path, not a password
+    ("http://:pw@h/db", "http://:********@h/db"),
+])
+def test_mask_url_edge_cases(url, shown):
+    assert mask_url(url) == shown

@@ -1,13 +1,16 @@
-"""Importing golang-migrate, goose and dbmate directories: layout, order, ids that keep the original version,
-no-op rollbacks, dbmate files with several sections, collisions with existing migrations, idempotence, bad input."""
+"""Importing golang-migrate, goose, dbmate and plain numbered directories: layout, order, ids that keep the original
+version, downs paired by version, no-op rollbacks, dbmate files with several sections, goose ENVSUB blocks, the
+template variables a set uses, collisions with existing migrations, the databases a statement names, idempotence,
+bad input."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from ops.core.errors import BadInput
 from ops.migrations.importers import import_migrations
-from ops.migrations.objects import Action, Touch, touches
+from ops.migrations.objects import Action, Touch, database_problems, databases_named, touches
 from ops.migrations.sqlsplit import split_statements
 
 
@@ -110,15 +113,18 @@ def test_golang_migrate(tmp_path):
         {"source": ["20230101120000_create_events.up.sql", "20230101120000_create_events.down.sql"],
          "version": "20230101120000", "id": "0001_20230101120000_create_events",
          "files": ["0001_20230101120000_create_events.sql", "0001_20230101120000_create_events.rollback.sql"],
-         "rollback": True, "noop_rollback": False, "action": "write", "collisions": []},
+         "rollback": True, "noop_rollback": False, "action": "write", "notes": [], "collisions": [],
+         "variables": []},
         {"source": ["20230315093000_Add-Users.up.sql", "20230315093000_Add-Users.down.sql"],
          "version": "20230315093000", "id": "0002_20230315093000_add_users",
          "files": ["0002_20230315093000_add_users.sql", "0002_20230315093000_add_users.rollback.sql"],
-         "rollback": True, "noop_rollback": False, "action": "write", "collisions": []},
+         "rollback": True, "noop_rollback": False, "action": "write", "notes": [], "collisions": [],
+         "variables": []},
         {"source": ["20240601000000_add_index.up.sql"], "version": "20240601000000",
          "id": "0003_20240601000000_add_index",
          "files": ["0003_20240601000000_add_index.sql", "0003_20240601000000_add_index.rollback.sql"],
-         "rollback": True, "noop_rollback": True, "action": "write", "collisions": []},
+         "rollback": True, "noop_rollback": True, "action": "write", "notes": [], "collisions": [],
+         "variables": []},
     ]
     assert listing(dest) == sorted(name for row in plan for name in row["files"])
 
@@ -145,7 +151,7 @@ def test_golang_migrate_without_down_file_gets_a_noop_rollback(tmp_path):
     assert noop.read_text() == (
         "-- imported from golang-migrate: 20240601000000_add_index.up.sql\n\n"
         "-- golang-migrate has no 20240601000000_add_index.down.sql for this migration: migrating down over it "
-        "runs nothing.\n-- This rollback runs nothing either, on purpose (no statements below).\n")
+        "runs nothing.\n-- This rollback runs nothing either, on purpose (no statements below).\n-- chops: nothing to undo\n")
     assert statements(noop) == []
 
 
@@ -166,6 +172,50 @@ def test_golang_migrate_empty_down_file_still_gives_a_rollback(tmp_path):
     assert plan[0]["rollback"] is True and plan[0]["noop_rollback"] is False
     rollback = (tmp_path / "dest" / "0001_1_init.rollback.sql").read_text()
     assert rollback == "-- imported from golang-migrate: 1_init.down.sql\n"
+
+
+def test_golang_migrate_pairs_a_down_by_version_alone_and_says_so(tmp_path):
+    # golang-migrate keys both directions by the parsed version: a down whose title (or spelling of the version)
+    # differs is still that version's down. chops used to call this a duplicate version.
+    source = write(tmp_path / "src", {
+        "000145_reacreate_x.up.sql": "CREATE TABLE x (a Int8) ENGINE = Memory;\n",
+        "000145_recreate_x.down.sql": "DROP TABLE x;\n",
+        "000146_y.up.sql": "SELECT 1;\n", "146_y.down.sql": "SELECT -1;\n",
+        "000147_z.up.sql": "SELECT 2;\n", "000147_z.down.sql": "SELECT -2;\n",
+    })
+    dest = tmp_path / "dest"
+    plan = import_migrations(source, dest, "golang-migrate")
+    assert [(r["source"], r["id"], r["noop_rollback"]) for r in plan] == [
+        (["000145_reacreate_x.up.sql", "000145_recreate_x.down.sql"], "0001_000145_reacreate_x", False),
+        (["000146_y.up.sql", "146_y.down.sql"], "0002_000146_y", False),
+        (["000147_z.up.sql", "000147_z.down.sql"], "0003_000147_z", False)]
+    assert [r["notes"] for r in plan] == [
+        ["000145_recreate_x.down.sql is the rollback of 000145_reacreate_x.up.sql: golang-migrate pairs an up and a "
+         "down by the number of the version alone, and the titles differ"],
+        ["146_y.down.sql is the rollback of 000146_y.up.sql: golang-migrate pairs an up and a down by the number of "
+         "the version alone, and the versions as written differ"],
+        []]
+    assert statements(dest / "0001_000145_reacreate_x.rollback.sql") == ["DROP TABLE x"]
+    assert (dest / "0001_000145_reacreate_x.rollback.sql").read_text().startswith(
+        "-- imported from golang-migrate: 000145_recreate_x.down.sql\n")
+    assert [r["action"] for r in import_migrations(source, dest, "golang-migrate")] == ["skip"] * 3
+
+
+def test_golang_migrate_templates_corpus(tmp_path):
+    dest = tmp_path / "dest"
+    plan = import_migrations(CORPORA / "golang-migrate-templates", dest, "golang-migrate")
+    assert [r["id"] for r in plan] == [
+        "0001_000001_init_database", "0002_000002_events", "0003_000003_events_daily", "0004_000004_events_session_id",
+        "0005_000005_reacreate_sessions", "0006_000006_events_ttl_and_comment"]
+    assert [len(r["notes"]) for r in plan] == [0, 0, 0, 0, 1, 0]  # the typo'd title of 000005's up
+    assert [[(v["name"], v["required"]) for v in r["variables"]] for r in plan] == [
+        [("APP_CLUSTER", True)], [("APP_CLUSTER", True), ("APP_REPLICATED", True)],
+        [("APP_CLUSTER", True), ("APP_REPLICATED", True)], [("APP_CLUSTER", True)],
+        [("APP_CLUSTER", True), ("APP_REPLICATED", True)],
+        [("APP_CLUSTER", True), ("EVENTS_TTL_DAYS", True), ("APP_ENV", True)]]
+    apply = (dest / "0002_000002_events.sql").read_text()
+    assert "ON CLUSTER {{.APP_CLUSTER}}" in apply and "ENGINE = {{.APP_REPLICATED}}MergeTree" in apply  # as written
+    assert "ON CLUSTER {{ .APP_CLUSTER }}" in (dest / "0003_000003_events_daily.sql").read_text()
 
 
 # --- goose ---------------------------------------------------------------------------------------------------
@@ -200,7 +250,7 @@ def test_goose_without_down_gets_a_rollback_that_says_it_runs_nothing(tmp_path):
     assert noop.read_text() == (
         "-- imported from goose: 00003_no_down.sql\n\n"
         "-- 00003_no_down.sql has no `-- +goose Down` section: goose rolls this migration back as a no-op.\n"
-        "-- This rollback runs nothing either, on purpose (no statements below).\n")
+        "-- This rollback runs nothing either, on purpose (no statements below).\n-- chops: nothing to undo\n")
     assert statements(noop) == []  # the migrator reads it as a rollback with no statements
 
 
@@ -225,6 +275,39 @@ def test_goose_statement_end_ends_a_statement_without_semicolon(tmp_path):
     assert statements(tmp_path / "dest" / "0001_00001_x.rollback.sql") == ["DROP TABLE b", "DROP TABLE a"]
 
 
+def test_goose_envsub_blocks_are_kept_and_carried_into_each_section(tmp_path):
+    # goose expands ${NAME} between `-- +goose ENVSUB ON` and `OFF`; chops used to refuse the annotation.
+    dest = tmp_path / "dest"
+    plan = import_migrations(CORPORA / "goose-envsub", dest, "goose")
+    assert [r["id"] for r in plan] == [
+        "0001_20240110090000_create_spans", "0002_20240110091500_trace_durations", "0003_20240201120000_span_events",
+        "0004_20240305100000_spans_comment"]
+    # ENVSUB switched on before `-- +goose Up` holds through the Down section too: both files start with it
+    for name in ("0002_20240110091500_trace_durations.sql", "0002_20240110091500_trace_durations.rollback.sql"):
+        assert (dest / name).read_text().split("\n")[2] == "-- +goose ENVSUB ON", name
+    # markers inside a statement stay where they are, so only the lines goose expands are expanded
+    apply = (dest / "0003_20240201120000_span_events.sql").read_text()
+    assert "ALTER TABLE\n-- +goose ENVSUB ON\n    ${CLICKHOUSE_DATABASE?" in apply
+    [statement] = split_statements(apply)
+    assert [apply.split("\n")[n - 1].strip()[:23] for n in sorted(statement.envsub)] == ["${CLICKHOUSE_DATABASE?C"]
+    for path in dest.iterdir():
+        for stmt in split_statements(path.read_text()):
+            assert ("${" in stmt.text or "$CLICKHOUSE" in stmt.text) == bool(stmt.envsub) or "NOT_EXPANDED" in stmt.text
+
+
+def test_goose_statement_blocks_corpus(tmp_path):
+    dest = tmp_path / "dest"
+    plan = import_migrations(CORPORA / "goose-statements", dest, "goose")
+    assert [(r["id"], r["noop_rollback"]) for r in plan] == [
+        ("0001_00001_create_sessions", False), ("0002_00002_session_stats", False),
+        ("0003_00003_sessions_country", False), ("0004_00004_seed_test_session", True)]
+    assert [len(statements(dest / f"{r['id']}.sql")) for r in plan] == [1, 2, 2, 1]
+    assert [len(statements(dest / f"{r['id']}.rollback.sql")) for r in plan] == [1, 2, 2, 0]
+    mv = statements(dest / "0002_00002_session_stats.sql")[1]
+    assert mv.startswith("CREATE MATERIALIZED VIEW") and mv.endswith("GROUP BY day")  # ended at StatementEnd
+    assert "splitByChar(';', user_agent)" in mv
+
+
 def test_goose_go_migration_is_bad_input(tmp_path):
     source = write(tmp_path / "src", {**GOOSE, "00004_backfill.go": "package migrations\n"})
     with pytest.raises(BadInput, match="goose Go migrations cannot be converted: 00004_backfill.go"):
@@ -237,8 +320,8 @@ def test_goose_go_migration_is_bad_input(tmp_path):
     ("SELECT 1;\n-- +goose Up\nSELECT 2;\n", "has SQL before its `-- +goose Up` line"),
     ("-- +goose Up\nSELECT 1;\n-- +goose Up\nSELECT 2;\n", "line 3: a second up section"),
     ("-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;\n-- +goose Down\n", "line 5: a second down section"),
-    ("-- +goose ENVSUB ON\n-- +goose Up\nSELECT '${X}';\n",
-     "line 1: goose annotation '-- +goose ENVSUB ON' is not supported"),
+    ("-- +goose ENVSUBST ON\n-- +goose Up\nSELECT '${X}';\n",  # goose's spelling in its 3.18 betas only
+     "line 1: goose annotation '-- +goose ENVSUBST ON' is not supported"),
     ("-- +goose Up\nSELECT 'open;\n", "unterminated string starting on line 2"),
 ], ids=["no-up", "sql-before-up", "two-ups", "two-downs", "envsub", "unterminated"])
 def test_goose_bad_files(tmp_path, text, fragment):
@@ -369,6 +452,66 @@ def test_dbmate_bad_files(tmp_path, text, fragment):
 
 # --- ids, numbering, idempotence, dry run ----------------------------------------------------------------------
 
+# --- plain numbered files ------------------------------------------------------------------------------------
+
+def test_plain_three_digit_up_only_files(tmp_path):
+    dest = tmp_path / "dest"
+    plan = import_migrations(CORPORA / "plain-three-digit", dest, "plain")
+    assert [(r["source"], r["version"], r["id"]) for r in plan] == [
+        (["001_create_orders.sql"], "001", "0001_001_create_orders"),
+        (["002_create_customers.sql"], "002", "0002_002_create_customers"),
+        (["003_orders_by_day.sql"], "003", "0003_003_orders_by_day"),
+        (["004_orders_currency.sql"], "004", "0004_004_orders_currency"),
+        (["005_currencies.sql"], "005", "0005_005_currencies"),
+        (["010_orders_ttl.sql"], "010", "0006_010_orders_ttl")]
+    assert all(r["noop_rollback"] and r["rollback"] for r in plan)
+    assert (dest / "0001_001_create_orders.rollback.sql").read_text() == (
+        "-- imported from plain: 001_create_orders.sql\n\n"
+        "-- 001_create_orders.sql has no down file (001_create_orders.down.sql or 001_create_orders.rollback.sql): "
+        "the tool that ran it could not roll it back.\n"
+        "-- This rollback runs nothing (no statements below); write the statements that undo it here.\n")
+    assert len(statements(dest / "0003_003_orders_by_day.sql")) == 2
+    assert statements(dest / "0005_005_currencies.sql")[1].startswith("INSERT INTO currencies VALUES")
+
+
+def test_plain_clickhouse_migrations_layout_runs_in_numeric_order(tmp_path):
+    # the npm clickhouse-migrations layout: N_description.sql, `#` and `#!` comments; 10 runs after 9, not after 1
+    dest = tmp_path / "dest"
+    plan = import_migrations(CORPORA / "clickhouse-migrations", dest, "plain")
+    assert [r["id"] for r in plan] == [
+        "0001_1_init", "0002_2_visits_referrer", "0003_3_visits_daily", "0004_9_visits_country",
+        "0005_10_visits_country_index", "0006_11_visits_ttl"]
+    assert [len(statements(dest / f"{r['id']}.sql")) for r in plan] == [1, 1, 2, 1, 1, 1]
+
+
+def test_plain_downs_beside_the_files(tmp_path):
+    source = write(tmp_path / "src", {
+        "1_a.sql": "SELECT 1;\n", "1_a.down.sql": "SELECT -1;\n",
+        "2_b.sql": "SELECT 2;\n", "2_other_title.rollback.sql": "SELECT -2;\n",
+        "20240101120000_c.sql": "SELECT 3;\n",
+    })
+    dest = tmp_path / "dest"
+    plan = import_migrations(source, dest, "plain")
+    assert [(r["source"], r["id"], r["noop_rollback"], len(r["notes"])) for r in plan] == [
+        (["1_a.sql", "1_a.down.sql"], "0001_1_a", False, 0),
+        (["2_b.sql", "2_other_title.rollback.sql"], "0002_2_b", False, 1),
+        (["20240101120000_c.sql"], "0003_20240101120000_c", True, 0)]
+    assert statements(dest / "0002_2_b.rollback.sql") == ["SELECT -2"]
+    assert [r["action"] for r in import_migrations(source, dest, "plain")] == ["skip"] * 3
+
+
+@pytest.mark.parametrize("files, fragment", [
+    ({"1_a.up.sql": "SELECT 1"}, "1_a.up.sql is a golang-migrate file name (.up.sql), not a plain one"),
+    ({"1_a.sql": "SELECT 1", "3_x.down.sql": "SELECT 1"}, "3_x.down.sql has no matching .sql migration"),
+    ({"schema.sql": "SELECT 1"}, "schema.sql is not a plain migration file name (expected {number}_{name}.sql"),
+], ids=["up-suffix", "down-without-up", "no-number"])
+def test_plain_bad_files(tmp_path, files, fragment):
+    with pytest.raises(BadInput) as caught:
+        import_migrations(write(tmp_path / "src", files), tmp_path / "dest", "plain")
+    assert fragment in caught.value.message
+    assert not (tmp_path / "dest").exists()
+
+
 def test_numbers_continue_after_existing_migrations_and_keep_the_version(tmp_path):
     dest = write(tmp_path / "dest", {
         "0001_init.sql": "CREATE DATABASE x;\n",
@@ -423,7 +566,7 @@ def test_reimport_completes_a_missing_rollback(tmp_path):
     plan = import_migrations(source, dest, "golang-migrate")
     assert plan == [{"source": ["1_a.up.sql", "1_a.down.sql"], "version": "1", "id": "0001_1_a",
                      "files": ["0001_1_a.rollback.sql"], "rollback": True, "noop_rollback": False,
-                     "action": "write", "collisions": []}]
+                     "action": "write", "notes": [], "collisions": [], "variables": []}]
     assert statements(dest / "0001_1_a.rollback.sql") == ["SELECT -1"]
 
 
@@ -567,6 +710,88 @@ def test_same_object_compares_databases_only_when_both_say():
     assert not events.same_object(Touch(Action.CREATED, None, "Events"))  # names are case-sensitive
 
 
+# --- databases a statement names explicitly ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE TABLE IF NOT EXISTS appdb.events ON CLUSTER c (a Int8) ENGINE = MergeTree ORDER BY a", ["appdb"]),
+    ("CREATE TABLE `appdb`.`events` (a Int8) ENGINE = Memory", ["appdb"]),
+    ("INSERT INTO appdb.daily SELECT e.a, extract(DAY FROM e.ts) FROM appdb.events AS e "
+     "JOIN other.t AS o ON e.a = o.a ARRAY JOIN e.arr", ["appdb", "appdb", "other"]),  # not e / o: aliases
+    ("CREATE MATERIALIZED VIEW appdb.mv TO appdb.target AS SELECT t.x FROM appdb.src AS t", ["appdb"] * 3),
+    ("ALTER TABLE appdb.t RENAME COLUMN n.a TO n.b, MOVE PARTITION 1 TO TABLE arch.t2", ["appdb", "arch"]),
+    ("DROP TABLE IF EXISTS a.x, b.y SYNC", ["a", "b"]),
+    ("RENAME TABLE a.x TO b.y, c.z TO d.w", ["a", "b", "c", "d"]),
+    ("EXCHANGE TABLES a.x AND b.y", ["a", "b"]),
+    ("CREATE DATABASE IF NOT EXISTS appdb ENGINE = Atomic", ["appdb"]),
+    ("USE appdb", ["appdb"]),
+    ("CREATE TABLE t AS appdb.src ENGINE = Distributed('{cluster}', 'appdb', 'src', rand())", ["appdb", "appdb"]),
+    ("CREATE TABLE b AS t ENGINE = Buffer(appdb, t, 1, 10, 100, 10000, 1000000, 10000000, 100000000)", ["appdb"]),
+    ("SELECT dictGet('appdb.dict', 'v', toUInt64(1)), dictGet('dict2', 'v', toUInt64(1))", ["appdb"]),
+    ("CREATE DICTIONARY d (k UInt64, v String) PRIMARY KEY k SOURCE(CLICKHOUSE(DB 'appdb' TABLE 'src')) "
+     "LAYOUT(FLAT()) LIFETIME(0)", ["appdb"]),
+    ("GRANT SELECT ON appdb.* TO bob", ["appdb"]),
+    ("INSERT INTO FUNCTION remote('h', appdb.t) SELECT 1", ["appdb"]),
+    # nothing hard-coded: placeholders, currentDatabase(), expressions
+    ("CREATE TABLE t AS src ENGINE = Distributed(c, currentDatabase(), src)", []),
+    ("CREATE TABLE {{.DB}}.events (a Int8) ENGINE = Memory", []),
+    ("CREATE TABLE ${DB}.events (a Int8) ENGINE = Memory", []),
+    ("SELECT trim(BOTH ' ' FROM s.x), s.y FROM t AS s WHERE s.z IN (1, 2)", []),
+    ("SELECT 'FROM appdb.t' -- FROM appdb.t", []),
+])
+def test_databases_named(sql, expected):
+    assert [database for database, _ in databases_named(sql)] == expected
+
+
+def test_database_problems_name_the_database_once_at_its_first_line():
+    statement = ("CREATE MATERIALIZED VIEW events_daily_mv\nTO analytics.events_daily AS\nSELECT count() FROM "
+                 "analytics.events\nJOIN system.one ON 1 JOIN INFORMATION_SCHEMA.tables ON 1 JOIN chops.x USING a")
+    assert database_problems(statement, "chops") == [
+        (2, "names database analytics, but the configured database is chops: the statement works only where the "
+            "database is called analytics (leave the name out, or use currentDatabase() or a template variable)")]
+    [(line, message)] = database_problems(statement, "analytics")
+    assert line == 4 and message.startswith("names database chops, but the configured database is analytics")
+    assert database_problems("SELECT * FROM events", "chops") == []
+
+
+def test_database_problems_of_the_corpora():
+    # golang-migrate sets like SigNoz's name their database in every statement; goose ENVSUB sets template it
+    found = {}
+    for path in sorted((CORPORA / "golang-migrate-templates").iterdir()):
+        for stmt in split_statements(path.read_text()):
+            found.setdefault(path.name, []).extend((stmt.line + line - 1, message.split(",")[0])
+                                                   for line, message in database_problems(stmt.text, "chops"))
+    assert found["000003_events_daily.up.sql"] == [(1, "names database analytics"), (14, "names database analytics")]
+    assert all(found[name] for name in found)
+    for path in (CORPORA / "goose-envsub").iterdir():
+        assert not [p for s in split_statements(path.read_text()) for p in database_problems(s.text, "chops")]
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+
+def test_import_command_prints_notes_and_the_variables_to_set(run_inv, tmp_path):
+    env = {"CHOPS_MIGRATIONS__DIR": str(tmp_path / "migrations"), "CHOPS_MIGRATIONS__VARIABLES__APP_CLUSTER": "main"}
+    shown = run_inv("db.import", str(CORPORA / "golang-migrate-templates"), "--from", "golang-migrate", "--dry-run",
+                    extra_env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert ("note: 000005_recreate_sessions.down.sql is the rollback of 000005_reacreate_sessions.up.sql: "
+            "golang-migrate pairs an up and a down by the number of the version alone") in shown.stderr
+    assert ("the migrations use template variables: APP_CLUSTER, APP_REPLICATED, EVENTS_TTL_DAYS, APP_ENV"
+            in shown.stderr)
+    assert "warning: not set yet: APP_ENV, APP_REPLICATED, EVENTS_TTL_DAYS;" in shown.stderr
+    assert not (tmp_path / "migrations").exists()
+
+    rows = json.loads(run_inv("db.import", str(CORPORA / "goose-envsub"), "--from", "goose", "--dry-run", "--json",
+                              extra_env=env).stdout)
+    assert rows[0]["variables"] == [
+        {"name": "CLICKHOUSE_DATABASE", "required": True, "default": None},
+        {"name": "CLICKHOUSE_ENGINE_PREFIX", "required": False, "default": ""},
+        {"name": "SPANS_TTL_DAYS", "required": False, "default": "30"}]
+
+    refused = run_inv("db.import", str(CORPORA / "plain-three-digit"), "--from", "plain", "--adopt", extra_env=env)
+    assert refused.returncode == 2
+    assert "plain numbered files have no known one" in refused.stderr and "--through" in refused.stderr
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 def test_unknown_format(tmp_path):
@@ -602,11 +827,13 @@ def test_down_without_up(tmp_path):
 
 @pytest.mark.parametrize("fmt, files, names", [
     ("golang-migrate", {"1_a.up.sql": "", "001_b.up.sql": ""}, ("001_b.up.sql", "1_a.up.sql")),
-    ("golang-migrate", {"1_a.up.sql": "", "1_b.down.sql": ""}, ("1_a.up.sql", "1_b.down.sql")),
+    ("golang-migrate", {"1_a.up.sql": "", "1_a.down.sql": "", "01_b.down.sql": ""}, ("01_b.down.sql", "1_a.down.sql")),
+    ("plain", {"1_a.sql": "", "001_b.sql": ""}, ("001_b.sql", "1_a.sql")),
+    ("plain", {"1_a.sql": "", "1_a.down.sql": "", "1_a.rollback.sql": ""}, ("1_a.down.sql", "1_a.rollback.sql")),
     ("goose", {"00001_a.sql": "-- +goose Up\n", "1_b.sql": "-- +goose Up\n"}, ("00001_a.sql", "1_b.sql")),
     ("dbmate", {"20230101_a.sql": "-- migrate:up\n", "20230101_b.sql": "-- migrate:up\n"},
      ("20230101_a.sql", "20230101_b.sql")),
-], ids=["golang-migrate", "golang-migrate-mismatched-down", "goose", "dbmate"])
+], ids=["golang-migrate", "golang-migrate-two-downs", "plain", "plain-two-downs", "goose", "dbmate"])
 def test_duplicate_versions_name_both_files(tmp_path, fmt, files, names):
     with pytest.raises(BadInput, match="duplicate migration version") as caught:
         import_migrations(write(tmp_path / "src", files), tmp_path / "dest", fmt)

@@ -259,3 +259,99 @@ def test_bad_url_parameters_are_one_line_errors(project, url, fragment):
     with pytest.raises(ConfigError) as err:
         load(project, CLICKHOUSE_URL=url)
     assert err.value.line().startswith("environment CLICKHOUSE_URL: ") and fragment in err.value.line()
+
+
+# --- [migrations.variables]: template variables of migrations --------------------------------------------------
+
+def test_migration_variables_merge_entry_by_entry_upper_cased_with_a_source_each(project):
+    (project / "config" / "test.toml").write_text(
+        '[migrations.variables]\napp_cluster = "staging"\nAPP_REPLICATED = ""\nEVENTS_TTL_DAYS = 30\n')
+    write_env(project, "CHOPS_MIGRATIONS__VARIABLES__APP_ENV=prod\n")
+    s = load(project, CHOPS_ENV="test", CHOPS_MIGRATIONS__VARIABLES__APP_CLUSTER="main")
+
+    # `app_cluster` in TOML and CHOPS_..._APP_CLUSTER are one variable: the environment's wins
+    assert dict(s.get("migrations.variables")) == {"APP_CLUSTER": "main", "APP_REPLICATED": "", "EVENTS_TTL_DAYS": 30,
+                                                   "APP_ENV": "prod"}
+    shown = rows(s)
+    assert shown["migrations.variables.APP_CLUSTER"]["source"] == (
+        "environment CHOPS_MIGRATIONS__VARIABLES__APP_CLUSTER")
+    assert shown["migrations.variables.EVENTS_TTL_DAYS"]["source"] == "config/test.toml"
+    assert shown["migrations.variables.APP_ENV"]["source"] == ".env (CHOPS_MIGRATIONS__VARIABLES__APP_ENV)"
+    (project / ".env").unlink()
+    assert dict(load(project).get("migrations.variables")) == {}  # default.toml's table is empty
+    assert dict(load(project).with_overrides(migrations__variables__db="x").get("migrations.variables")) == {"DB": "x"}
+
+
+def test_bad_migration_variables(project):
+    (project / "config" / "dev.toml").write_text('[migrations.variables]\n"APP-CLUSTER" = "x"\n')
+    with pytest.raises(ConfigError, match="'migrations.variables.APP-CLUSTER' is not a setting name"):
+        load(project)
+    (project / "config" / "dev.toml").write_text("")
+    with pytest.raises(ConfigError, match="migrations.variables is a table; set one entry of it as "
+                                          "CHOPS_MIGRATIONS__VARIABLES__<NAME>=value"):
+        load(project, CHOPS_MIGRATIONS__VARIABLES="x")
+
+
+# --- issue 14: NaN and infinity, CHOPS_ENV_FILE, bytes that are not UTF-8 ----------------------------------------
+
+@pytest.mark.parametrize("where, value", [
+    ("environment", "nan"), ("environment", "inf"), ("environment", "-Infinity"),
+    ("toml", "nan"), ("toml", "inf"), ("toml", "-inf"),
+])
+def test_nan_and_infinite_numbers_are_refused(project, where, value):
+    # a NaN lock timeout compared false with every bound and waited for ever
+    if where == "toml":
+        (project / "config" / "dev.toml").write_text(f"[clickhouse]\nlock_timeout = {value}\n")
+        env = {}
+    else:
+        env = {"CHOPS_CLICKHOUSE__LOCK_TIMEOUT": value}
+    with pytest.raises(ConfigError, match="(clickhouse.lock_timeout|CHOPS_CLICKHOUSE__LOCK_TIMEOUT) must be a "
+                                          "finite number") as err:
+        load(project, **env)
+    assert err.value.exit_code == 2
+
+
+def test_nan_in_a_setting_table_is_refused(project):
+    (project / "config" / "dev.toml").write_text("[clickhouse.settings]\nmax_execution_time = nan\n")
+    with pytest.raises(ConfigError, match=r"clickhouse.settings.max_execution_time must be a finite number"):
+        load(project)
+
+
+def test_env_file_naming_a_directory_is_an_error(project):
+    (project / "secrets").mkdir()
+    with pytest.raises(ConfigError, match="is not a file") as err:
+        load_settings(root=project, environ={"CHOPS_ENV_FILE": str(project / "secrets")})
+    assert "CHOPS_ENV_FILE" in err.value.line()
+
+
+def test_a_missing_env_file_is_still_no_env_file(project):
+    assert load_settings(root=project, environ={"CHOPS_ENV_FILE": str(project / "absent")}).get("clickhouse.url") == ""
+
+
+def test_toml_that_is_not_utf8_names_the_file_and_byte_offset(project):
+    (project / "config" / "dev.toml").write_bytes(b'[clickhouse]\ndatabase = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    assert err.value.line() == ("config/dev.toml: not UTF-8: byte 0xe9 at offset 28 (line 2) "
+                                "(save the file as UTF-8)")
+
+
+def test_dotenv_that_is_not_utf8_names_the_file_and_byte_offset(project):
+    path = project / ".env"
+    path.write_bytes(b"CHOPS_PATHS__LOGS=ok\nCHOPS_CLICKHOUSE__URL=http://u:\xff@h/db\n")
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigError) as err:
+        load(project)
+    line = err.value.line()
+    assert line.startswith(".env: not UTF-8: byte 0xff at offset 52 (line 2)")
+
+
+@pytest.mark.parametrize("password", ["Zq9xk@Wv7y", "Zq9xk/Wv7y", "Zq9xk?Wv7y#Jm4p"])
+def test_a_password_with_unencoded_characters_is_never_shown(project, password):
+    url = f"http://ana:{password}@ch.example:8123/events"
+    try:
+        shown = " ".join(str(r["value"]) for r in load(project, CLICKHOUSE_URL=url).describe())
+    except ConfigError as exc:
+        shown = exc.line()
+    assert "ana:********@ch.example" in shown
+    assert not any(piece in shown for piece in ("Zq9xk", "Wv7y", "Jm4p")), shown

@@ -4,7 +4,8 @@ bad input as BadInput."""
 import pytest
 
 from ops.core.errors import BadInput
-from ops.migrations.sqlsplit import Statement, literal_clusters, on_cluster_clauses, render, split_statements
+from ops.migrations.sqlsplit import (Statement, envsub_lines, literal_clusters, on_cluster_clauses, render,
+                                     split_statements)
 
 
 def texts(sql):
@@ -21,6 +22,23 @@ def test_multi_statement_file():
         Statement("INSERT INTO a VALUES (1)", 2),
         Statement("SELECT * FROM a", 3),
     ]
+
+
+def test_goose_envsub_lines_are_carried_by_each_statement():
+    sql = ("SELECT 1;\n"
+           "-- +goose ENVSUB ON\n"
+           "SELECT '${A}',\n"
+           "  2;\n"
+           "   --   +goose   envsub   off\n"  # goose reads annotations case-insensitively
+           "SELECT 3;\n"
+           "-- +goose ENVSUB ON\n"
+           "SELECT 4; SELECT 5")
+    assert envsub_lines(sql) == frozenset({3, 4, 8})
+    assert split_statements(sql) == [
+        Statement("SELECT 1", 1), Statement("SELECT '${A}',\n  2", 3, frozenset({3, 4})), Statement("SELECT 3", 6),
+        Statement("SELECT 4", 8, frozenset({8})), Statement("SELECT 5", 8, frozenset({8}))]
+    assert envsub_lines("SELECT '-- +goose ENVSUB ON is not alone on its line'") == frozenset()
+    assert split_statements("SELECT 1")[0].envsub == frozenset()
 
 
 def test_statement_is_frozen():

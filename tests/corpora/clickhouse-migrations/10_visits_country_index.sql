@@ -1,0 +1,1 @@
+ALTER TABLE visits ADD INDEX IF NOT EXISTS idx_country country TYPE set(100) GRANULARITY 4;

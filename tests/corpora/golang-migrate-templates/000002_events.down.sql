@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS analytics.events ON CLUSTER {{.APP_CLUSTER}};

@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS analytics.events_daily_mv ON CLUSTER {{ .APP_CLUSTER }};
+DROP TABLE IF EXISTS analytics.events_daily ON CLUSTER {{ .APP_CLUSTER }};

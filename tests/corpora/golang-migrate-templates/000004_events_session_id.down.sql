@@ -1,0 +1,1 @@
+ALTER TABLE analytics.events ON CLUSTER {{.APP_CLUSTER}} DROP COLUMN IF EXISTS `session_id`;

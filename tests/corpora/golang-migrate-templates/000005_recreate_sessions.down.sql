@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS analytics.sessions ON CLUSTER {{.APP_CLUSTER}};

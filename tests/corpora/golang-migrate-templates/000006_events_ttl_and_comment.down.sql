@@ -1,0 +1,4 @@
+ALTER TABLE analytics.events ON CLUSTER {{.APP_CLUSTER}}
+    MODIFY TTL toDateTime(timestamp) + INTERVAL 90 DAY DELETE;
+
+ALTER TABLE analytics.events ON CLUSTER {{.APP_CLUSTER}} MODIFY COMMENT '';

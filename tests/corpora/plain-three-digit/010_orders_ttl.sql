@@ -1,0 +1,1 @@
+ALTER TABLE orders MODIFY TTL created_at + INTERVAL 7 YEAR;
