@@ -12,20 +12,26 @@ from ops.pipelines import checks, pipeline
 FORMATS = {".csv": "CSVWithNames", ".jsonl": "JSONEachRow", ".ndjson": "JSONEachRow"}
 
 
+def inbox_files(run):
+    """The day's files: the runner checks there are some before it builds (a dry run too)."""
+    folder = run.inbox("events")
+    files = sorted(f for f in folder.glob("*") if f.suffix in FORMATS) if folder.is_dir() else []
+    if not files:
+        raise WorkFailed(f"no inbox files for {run.day} in {folder}",
+                         hint="drop CSV or JSON-lines files there, or run: inv pipeline.sample-data")
+    return files
+
+
 @pipeline(
     name="events_ingest",
     description="load the day's inbox files (CSV, JSON lines) into events",
     target="events",
     schedule="15 1 * * *",
     checks=[checks.unique("event_id"), checks.within_day("event_time"), checks.no_nulls("user_id")],
+    inputs=inbox_files,
     retries=2,
     timeout=1800,
 )
 def build(run):
-    folder = run.inbox("events")
-    files = sorted(f for f in folder.glob("*") if f.suffix in FORMATS) if folder.is_dir() else []
-    if not files:
-        raise WorkFailed(f"no inbox files for {run.day} in {folder}",
-                         hint=f"drop CSV or JSON-lines files there, or run: inv pipeline.sample-data")
-    for path in files:
+    for path in inbox_files(run):
         run.insert_file(path, FORMATS[path.suffix])

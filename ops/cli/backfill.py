@@ -6,6 +6,10 @@ from invoke import Collection
 
 from ops.cli.base import settings, task, whole_number
 
+_SELECT = "pipelines, comma-separated; b+ adds what depends on b, +b what b depends on (default: every backfillable one)"
+_EXCLUDE = "pipelines to leave out (the same syntax as --select)"
+_JOBS = "the same as --select (its older name)"
+
 
 def _range(s, days, start, end, max_days):
     from ops.pipelines.backfill import resolve_range
@@ -14,15 +18,30 @@ def _range(s, days, start, end, max_days):
     return resolve_range(days, start, end, max_days=limit)
 
 
+def _selection(registry, select, jobs, exclude):
+    from ops.core import output
+    from ops.pipelines import backfill
+    from ops.pipelines.selection import joined
+
+    chosen = backfill.select_jobs(registry, joined(select, jobs), exclude)
+    for name, why in chosen.left_out:
+        output.info(f"note: {name} left out: it {why}")
+    return chosen.names
+
+
 @task(name="run", default=True, help={
     "days": "the last N complete days, ending yesterday (UTC)",
     "start": "first day, YYYY-MM-DD (inclusive)",
     "end": "last day, YYYY-MM-DD (inclusive; default yesterday)",
-    "jobs": "comma-separated pipelines (default: every backfillable one); dependencies run first each day",
+    "select": _SELECT + "; dependencies run first each day",
+    "exclude": _EXCLUDE,
+    "jobs": _JOBS,
     "parallel": "partitions at once (default: backfill.parallel)",
     "dry_run": "print the plan with each partition's status and rows; store and run nothing",
-    "force": "redo partitions that already succeeded",
-    "rerun_failed": "only partitions whose last attempt failed",
+    "reprocess": "which partitions to build: missing (default: never succeeded, or rows gone), failed, stale (built "
+                 "before their upstream was rebuilt) or all; what depends on them that day is rebuilt too",
+    "force": "the same as --reprocess all",
+    "rerun_failed": "the same as --reprocess failed",
     "newest_first": "run the newest days first",
     "fail_fast": "stop starting partitions after the first failure",
     "resume": "continue the plan with this id: only what it has not done yet",
@@ -30,59 +49,116 @@ def _range(s, days, start, end, max_days):
     "json": "print the plan and outcomes as JSON",
 })
 def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=False, force=False, rerun_failed=False,
-        newest_first=False, fail_fast=False, resume=None, max_days=None, json=False):
+        newest_first=False, fail_fast=False, resume=None, max_days=None, json=False, select=None, exclude=None,
+        reprocess=None):
     """Backfill a range of days for the backfillable pipelines: a frozen plan, run in parallel, resumable."""
     from ops.clickhouse.client import connect
     from ops.core import output
-    from ops.core.errors import BadInput, WorkFailed
+    from ops.core.errors import BadInput
     from ops.pipelines import backfill, ledger
     from ops.pipelines.definition import load_pipelines
-    from ops.pipelines.scheduler import OutcomeStatus
+    from ops.pipelines.reprocess import Reprocess
 
     s = settings()
     parallel = whole_number(parallel if parallel is not None else s.get("backfill.parallel"), "--parallel")
     registry = load_pipelines(s)
     if resume:
-        if days is not None or start or end or jobs or force or rerun_failed:
-            raise BadInput("--resume takes the plan as it was made; give no range, jobs or --force with it")
+        given = (days, start, end, select, exclude, jobs, reprocess)
+        if any(v is not None for v in given) or force or rerun_failed:
+            raise BadInput("--resume takes the plan as it was made; give no range, selection or reprocessing with it")
         db = connect(s)
         plan = backfill.load(db, resume)
-        output.info(f"resuming plan {plan.id} ({plan.start} .. {plan.end}, {len(plan.items)} partitions)")
-    else:
-        first, last = _range(s, days, start, end, max_days)
-        names = backfill.select_jobs(registry, jobs)
-        db = connect(s)
-        ledger.require_table(db)
-        plan = backfill.make_plan(s, db, registry, first, last, names,
-                                  reprocess=backfill.Reprocess.of(force, rerun_failed), newest_first=newest_first)
-        if dry_run:
-            return _print_plan(db, registry, plan, json)
-        backfill.store(db, plan)
-        output.info(f"plan {plan.id}: {len(plan.items)} partitions to run, {len(plan.skipped)} skipped "
-                    f"({plan.start} .. {plan.end}; {', '.join(plan.jobs)}; {parallel} at a time)")
-    with output.Progress(len(plan.items), f"backfill {plan.id}") as bar:
+        return _execute(s, db, registry, plan, parallel, fail_fast, json, resumed=True)
+    mode = Reprocess.of(reprocess, force, rerun_failed)
+    first, last = _range(s, days, start, end, max_days)
+    names = _selection(registry, select, jobs, exclude)
+    db = connect(s)
+    ledger.require_table(db)
+    plan = backfill.make_plan(s, db, registry, first, last, names, reprocess=mode, newest_first=newest_first)
+    if dry_run:
+        return _print_plan(db, registry, plan, json)
+    if not plan.items:
+        return _nothing_to_do(plan, json)
+    backfill.store(db, plan)
+    output.info(f"plan {plan.id}: {len(plan.items)} partitions to run, {len(plan.skipped)} skipped "
+                f"({plan.start} .. {plan.end}; {', '.join(plan.jobs)}; reprocess {plan.reprocess}; "
+                f"{parallel} at a time)")
+    return _execute(s, db, registry, plan, parallel, fail_fast, json)
+
+
+def _nothing_to_do(plan, as_json):
+    from ops.core import output
+    from ops.pipelines import backfill
+
+    if as_json:
+        output.print_json({"plan": {**plan.summary(), "id": None}, "summary": backfill.summarize([], plan),
+                           "outcomes": [], "stored": False})
+    output.info(f"nothing to do: {len(plan.skipped)} partition(s) skipped ({plan.start} .. {plan.end}; "
+                f"reprocess {plan.reprocess}); no plan was stored")
+    _say_stale(plan)
+
+
+def _say_stale(plan):
+    from ops.core import output
+
+    if plan.stale:
+        first = plan.stale[0]
+        output.info(f"{len(plan.stale)} partition(s) stale, e.g. {first.pipeline} {first.day}: {first.stale}; "
+                    f"rebuild them: inv backfill --start {plan.start} --end {plan.end} --reprocess stale")
+
+
+def _execute(s, db, registry, plan, parallel, fail_fast, as_json, resumed=False):
+    from ops.core import output
+    from ops.pipelines import backfill
+    from ops.pipelines.scheduler import OutcomeStatus
+
+    done = backfill.done_before(db, plan)
+    if resumed:
+        output.info(f"resuming plan {plan.id} ({plan.start} .. {plan.end}, {len(plan.items)} partitions, "
+                    f"{len(done)} done already)")
+    with output.Progress(len(plan.items), f"backfill {plan.id}", done=len(done)) as bar:
         def progress(o, n, total):
             detail = f"{o.rows:,} rows" if o.status == OutcomeStatus.SUCCEEDED else (o.error or "")
             bar.step(f"{o.pipeline} {o.day} {o.status} {detail} {o.seconds:.1f}s".rstrip())
 
         outcomes = backfill.execute(s, plan, registry, parallel=parallel, fail_fast=fail_fast, progress=progress,
-                                    db=db)
+                                    db=db, done=done)
     summary = backfill.summarize(outcomes, plan)
-    failed = [o for o in outcomes if o.status in (OutcomeStatus.FAILED, OutcomeStatus.BLOCKED,
-                                                  OutcomeStatus.NOT_STARTED)]
-    if json:
+    if as_json:
         output.print_json({"plan": plan.summary(), "summary": summary,
                            "outcomes": [o.__dict__ for o in outcomes]})
     else:
-        output.print_table([(r["pipeline"], r["succeeded"], r["skipped"], r["failed"], r["blocked"], f"{r['rows']:,}",
-                             f"{r['seconds']:.1f}s") for r in summary],
-                           ["pipeline", "succeeded", "skipped", "failed", "blocked", "rows", "time"],
-                           title=f"backfill {plan.id}", right=["succeeded", "skipped", "failed", "blocked", "rows", "time"])
+        heads = ["done", "failed", "killed", "blocked", "not run", "skipped", "stale", "rows", "time"]
+        output.print_table([(r["pipeline"], *[r[k] for k in backfill.SUMMARY], f"{r['rows']:,}",
+                             f"{r['seconds']:.1f}s") for r in summary], ["pipeline", *heads],
+                           title=f"backfill {plan.id}", right=heads)
+    _finish(plan, outcomes)
+
+
+def _finish(plan, outcomes):
+    import signal
+
+    from ops.core.errors import WorkFailed
+    from ops.pipelines import backfill
+    from ops.pipelines.interrupt import Stopped
+    from ops.pipelines.scheduler import OutcomeStatus
+
+    resume = f"inv backfill --resume {plan.id}"
+    by = backfill.stopped_by(outcomes)
+    if by:
+        killed = sum(o.status == OutcomeStatus.KILLED for o in outcomes)
+        left = sum(o.status == OutcomeStatus.NOT_STARTED for o in outcomes)
+        raise Stopped(f"backfill {plan.id} stopped by {by}: {killed} partition(s) killed, {left} not started",
+                      signal.Signals[by], hint=f"resume: {resume}")
+    _say_stale(plan)
+    failed = [o for o in outcomes if o.status in (OutcomeStatus.FAILED, OutcomeStatus.BLOCKED,
+                                                  OutcomeStatus.NOT_STARTED)]
     if failed:
         first_error = next((o for o in failed if o.status == OutcomeStatus.FAILED), failed[0])
         raise WorkFailed(f"{len(failed)} partition(s) did not succeed; first: {first_error.pipeline} "
                          f"{first_error.day}: {first_error.error}",
-                         hint=f"fix it, then: inv backfill --resume {plan.id} (or --rerun-failed)")
+                         hint=f"fix it, then: {resume} (or --reprocess failed: the failed partitions and "
+                              "everything downstream of them)")
 
 
 def _print_plan(db, registry, plan, as_json):
@@ -92,18 +168,20 @@ def _print_plan(db, registry, plan, as_json):
     rows = []
     for item in plan.items:
         st = partition_status(db, registry.get(item.pipeline), item.day)
-        rows.append({"pipeline": item.pipeline, "day": item.day, "action": "run",
+        rows.append({"pipeline": item.pipeline, "day": item.day, "action": "rebuild" if item.rebuild else "run",
                      "status": st["last"]["status"] if st["last"] else "never run", "rows": st["rows"]})
-    for name, day, why in plan.skipped:
-        st = partition_status(db, registry.get(name), day)
-        rows.append({"pipeline": name, "day": day, "action": f"skip ({why})",
-                     "status": st["last"]["status"] if st["last"] else "never run", "rows": st["rows"]})
+    for skip in plan.skipped:
+        st = partition_status(db, registry.get(skip.pipeline), skip.day)
+        rows.append({"pipeline": skip.pipeline, "day": skip.day, "action": f"skip ({skip.why})",
+                     "status": st["last"]["status"] if st["last"] else "never run", "rows": st["rows"],
+                     "stale": skip.stale or None})
     rows.sort(key=lambda r: (r["day"], plan.jobs.index(r["pipeline"])), reverse=plan.newest_first)
     if as_json:
         return output.print_json({"plan": plan.summary(), "partitions": rows, "dry_run": True})
     output.print_table([(r["day"], r["pipeline"], r["action"], r["status"], f"{r['rows']:,}") for r in rows],
                        ["day", "pipeline", "action", "status now", "rows now"], right=["rows now"],
-                       title=f"plan (dry run): {len(plan.items)} to run, {len(plan.skipped)} skipped")
+                       title=f"plan (dry run): {len(plan.items)} to run, {len(plan.skipped)} skipped "
+                             f"(reprocess {plan.reprocess})")
     output.info("dry run: nothing was stored or run")
 
 
@@ -129,10 +207,10 @@ def list_(c, json=False):
 @task(help={
     "days": "the last N days, ending yesterday (default 14)",
     "start": "first day, YYYY-MM-DD", "end": "last day, YYYY-MM-DD",
-    "jobs": "comma-separated pipelines (default: every backfillable one)",
+    "select": _SELECT, "exclude": _EXCLUDE, "jobs": _JOBS,
     "json": "print as JSON",
 })
-def counts(c, days=None, start=None, end=None, jobs=None, json=False):
+def counts(c, days=None, start=None, end=None, jobs=None, json=False, select=None, exclude=None):
     """Rows per day per target, days without data and big day-over-day changes flagged, and a coverage grid."""
     from ops.pipelines import backfill
     from ops.core import output
@@ -145,7 +223,7 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
         days = 14
     first, last = _range(s, days, start, end, None)
     registry = load_pipelines(s)
-    names = backfill.select_jobs(registry, jobs)
+    names = _selection(registry, select, jobs, exclude)
     db = connect(s)
     data = backfill.counts(db, registry, first, last, names, s.get("backfill.change_threshold"))
     if json:
@@ -164,9 +242,14 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False):
     grid = [(g["pipeline"], *[backfill.GRID.get(g["days"][str(d)], "?") for d in day_list]) for g in data["coverage"]]
     output.print_table(grid, header, title=f"coverage, days of {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
     output.info(backfill.LEGEND)
-    gaps = sum(1 for g in data["coverage"] for v in g["days"].values() if v != RunStatus.SUCCEEDED)
+    gaps = sum(1 for g in data["coverage"] for v in g["days"].values() if v not in (RunStatus.SUCCEEDED,
+                                                                                     RunStatus.STALE))
     flagged = sum(1 for t in data["tables"] for d in t["days"] if d["flags"])
-    output.info(f"{gaps} partition(s) not succeeded, {flagged} day(s) flagged")
+    output.info(f"{gaps} partition(s) not succeeded, {len(data['stale'])} stale, {flagged} day(s) flagged")
+    for st in data["stale"][:5]:
+        output.info(f"stale: {st['pipeline']} {st['day']}: {st['why']}")
+    if data["stale"]:
+        output.info(f"rebuild the stale ones: inv backfill --start {first} --end {last} --reprocess stale")
 
 
 @task(help={"limit": "at most this many plans (default 10)", "json": "print as JSON"})
@@ -189,10 +272,10 @@ def plans(c, limit="10", json=False):
 @task(help={
     "days": "the last N days, ending yesterday (default 7)",
     "start": "first day, YYYY-MM-DD", "end": "last day, YYYY-MM-DD",
-    "jobs": "comma-separated pipelines (default: every backfillable one)",
+    "select": _SELECT, "exclude": _EXCLUDE, "jobs": _JOBS,
     "json": "print as JSON",
 })
-def verify(c, days=None, start=None, end=None, jobs=None, json=False):
+def verify(c, days=None, start=None, end=None, jobs=None, json=False, select=None, exclude=None):
     """Re-run the pipelines' checks on the data already in the targets, without rewriting anything."""
     from ops.pipelines import backfill
     from ops.core import output
@@ -205,7 +288,7 @@ def verify(c, days=None, start=None, end=None, jobs=None, json=False):
         days = 7
     first, last = _range(s, days, start, end, None)
     registry = load_pipelines(s)
-    names = backfill.select_jobs(registry, jobs)
+    names = _selection(registry, select, jobs, exclude)
     results = backfill.verify(connect(s), registry, first, last, names)
     failed = [r for r in results if not r["passed"]]
     if json:

@@ -2,7 +2,8 @@
 and the settings of this invocation.
 
 This is the one place where an expected failure becomes an exit: ``BadInput`` → 2, ``WorkFailed`` → 1,
-one line on stderr, no traceback (``CHOPS_DEBUG=1`` prints it).
+one line on stderr, no traceback (``CHOPS_DEBUG=1`` prints it). A full disk (``ENOSPC``, ``EDQUOT``) met anywhere
+is an expected failure too: one line, exit 1.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ def task(*args, **kwargs):
                 raise Exit(f"error: {exc.line()}", code=exc.exit_code) from None
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
+            except OSError as exc:
+                from ops.core.locks import DISK_FULL, FREE_SPACE
+
+                if exc.errno not in DISK_FULL:
+                    raise
+                if debug():
+                    traceback.print_exc()
+                where = f"cannot write {exc.filename}: " if exc.filename else ""
+                raise Exit(f"error: {where}{exc.strerror} ({FREE_SPACE})", code=1) from None
 
         return invoke_task(run, **kwargs)
 

@@ -20,7 +20,7 @@ def _age(t) -> str:
 
 @task(name="list", help={"json": "print as JSON"})
 def list_(c, json=False):
-    """Every pipeline: schedule, next run, target, depends, backfillable, last run and its age."""
+    """Every pipeline: schedule, next run, target, depends, backfillable, last run and its age, stale days."""
     from ops.pipelines import ledger
     from ops.core import output
     from ops.clickhouse.client import connect
@@ -29,13 +29,14 @@ def list_(c, json=False):
 
     s = settings()
     registry = load_pipelines(s)
-    last, note = {}, None
+    last, stale, note = {}, {}, None
     try:
         db = connect(s)
         ledger.require_table(db)
         for p in registry.pipelines.values():
             tries = ledger.attempts(db, p.name, limit=1)
             last[p.name] = tries[0] if tries else None
+        stale = _stale_days(db, registry)
     except ChopsError as exc:
         note = f"last runs unknown: {exc.line()}"
     rows = []
@@ -50,26 +51,49 @@ def list_(c, json=False):
             "last_day": run["partition"].isoformat() if run else None,
             "last_started": run["started_at"].isoformat() if run else None,
             "last_age": _age(run["started_at"]) if run else None,
+            "stale_days": [str(d) for d in stale.get(p.name, [])],
         })
     if json:
         return output.print_json({"pipelines": rows, "errors": registry.errors})
     output.print_table(
         [(r["name"], r["schedule"] or "-", r["next_run"] or "-", r["target"], ", ".join(r["depends_on"]) or "-",
           "yes" if r["backfillable"] else "no",
-          f"{r['last_status']} {r['last_day']} ({r['last_age']})" if r["last_status"] else "never run")
+          f"{r['last_status']} {r['last_day']} ({r['last_age']})" if r["last_status"] else "never run",
+          len(r["stale_days"]) or "-")
          for r in rows],
-        ["pipeline", "schedule", "next run", "target", "depends on", "backfill", "last run"])
+        ["pipeline", "schedule", "next run", "target", "depends on", "backfill", "last run", "stale days"])
     for module, error in sorted(registry.errors.items()):
         output.info(f"warning: {error}")
+    if any(r["stale_days"] for r in rows):
+        output.info("stale days were built before their upstream was rebuilt: see inv backfill.counts; rebuild them "
+                    "with inv backfill --start D --end D --reprocess stale")
     if note:
         output.info(note)
+
+
+def _stale_days(db, registry):
+    """Per pipeline, the days whose data was built before an upstream day it read was rebuilt (one ledger query,
+    one catalog query)."""
+    from ops.pipelines import ledger
+    from ops.pipelines.reprocess import has_data, stale_reason
+
+    states = ledger.partition_states(db)
+    downstream = {p.name: p for p in registry.pipelines.values() if p.depends_on}
+    rows = db.partition_rows_of({p.target for p in downstream.values()}) if downstream else {}
+    out = {}
+    for (name, day), state in sorted(states.items(), key=lambda kv: kv[0][1]):
+        p = downstream.get(name)
+        if p and has_data(state, p, rows[p.target]) and stale_reason(state, p.depends_on, states):
+            out.setdefault(name, []).append(day)
+    return out
 
 
 @task(help={
     "name": "the pipeline",
     "date": "the day to build: YYYY-MM-DD, today or yesterday (in the pipeline's time zone; default yesterday)",
     "force": "rebuild a day that already succeeded",
-    "dry_run": "check everything and say what would happen; write nothing",
+    "dry_run": "check what the run would (target, dependencies, inputs) and say what it would do, or why it would "
+               "refuse (exit 1); write nothing",
     "trigger": "who asked: manual (default), cron or backfill (recorded in the ledger)",
     "allow_future": "accept a date after today",
     "json": "print the result as JSON",
@@ -77,19 +101,33 @@ def list_(c, json=False):
 def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual", allow_future=False, json=False):
     """Build one day of a pipeline in staging, check it, and swap it in atomically (REPLACE PARTITION)."""
     from ops.core import output
+    from ops.core.errors import WorkFailed
+    from ops.pipelines.definition import load_pipelines
+    from ops.pipelines.interrupt import Interrupted, Stopped
+    from ops.pipelines.ledger import RunStatus
     from ops.pipelines.runner import run_pipeline
 
-    from ops.pipelines.ledger import RunStatus
-
-    r = run_pipeline(settings(), name, date, trigger=trigger, force=force, dry_run=dry_run,
-                     allow_future=allow_future, notify=output.info)
+    s = settings()
+    # a cron run imports only NAME's module and its upstream ones: another module's error cannot stop it
+    registry = load_pipelines(s, only=[name]) if trigger == "cron" else None
+    try:
+        r = run_pipeline(s, name, date, trigger=trigger, force=force, dry_run=dry_run,
+                         allow_future=allow_future, registry=registry, notify=output.info)
+    except Interrupted as exc:
+        message = exc.message if exc.run_id else f"{name} {date}: {exc.message} before an attempt began"
+        raise Stopped(message, exc.signum, hint=f"run it again: inv pipeline.run {name} --date {date}") from None
     if json:
-        return output.print_json(r.as_dict())
-    if r.dry_run:
+        output.print_json(r.as_dict())
+    elif r.dry_run:
         deps = ", ".join(f"{d}: {s}" for d, s in r.depends.items()) or "none"
+        inputs = f"; inputs: {len(r.inputs)} file(s)" if r.inputs else ""
         output.info(f"{r.pipeline} {r.day}: would {r.would}; target {r.target} has {r.rows_now:,} rows for the day; "
-                    f"last run {r.last_status or 'never'}; depends: {deps}; nothing was changed")
-    elif r.status is RunStatus.SKIPPED:
+                    f"last run {r.last_status or 'never'}; depends: {deps}{inputs}; nothing was changed")
+    if r.dry_run and r.refusal:
+        raise WorkFailed(f"{r.pipeline} {r.day}: would refuse: {r.refusal}", hint=r.hint or None)
+    if json or r.dry_run:
+        return
+    if r.status is RunStatus.SKIPPED:
         output.info(f"{r.pipeline} {r.day}: skipped, {r.reason}")
     else:
         output.info(f"{r.pipeline} {r.day}: succeeded, {r.rows:,} rows in {r.seconds:.2f}s (attempt {r.attempt}; "
@@ -100,33 +138,29 @@ def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual",
             "json": "print as JSON"})
 def history(c, name=None, date=None, limit="30", json=False):
     """The run ledger: every attempt with its status, rows, duration, trigger and error."""
-    from datetime import date as Date
+    from datetime import timezone
 
     from ops.pipelines import ledger
     from ops.core import output
     from ops.clickhouse.client import connect
-    from ops.core.errors import BadInput
-    from ops.pipelines.definition import load_pipelines
+    from ops.pipelines.definition import load_pipelines, parse_day
+    from ops.runtime import acks
 
     s = settings()
     if name:
         load_pipelines(s).get(name)
-    day = None
-    if date:
-        try:
-            day = Date.fromisoformat(date)
-        except ValueError:
-            raise BadInput(f"date {date!r} must be YYYY-MM-DD") from None
+    day = parse_day(date, timezone.utc, allow_future=True) if date else None
     limit = whole_number(limit, "--limit")
     db = connect(s)
     ledger.require_table(db)
-    rows = ledger.attempts(db, name, day, limit=limit)
+    rows = acks.attach(db, ledger.attempts(db, name, day, limit=limit))
     if json:
         return output.print_json(rows)
     output.print_table(
-        [(r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["pipeline"], r["partition"], r["attempt"], r["status"],
+        [(r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["pipeline"], r["partition"], r["attempt"],
+          f"{r['status']} (acked)" if r["acknowledged"] else r["status"],
           f"{r['rows_written']:,}", f"{r['duration_s']:.2f}s" if r["duration_s"] is not None else "-", r["trigger"],
-          (r["error"] or "")[:80]) for r in rows],
+          "; ".join(filter(None, [(r["error"] or "")[:80], acks.describe(r["acknowledged"])]))) for r in rows],
         ["started (UTC)", "pipeline", "day", "try", "status", "rows", "took", "trigger", "error"],
         right=["try", "rows", "took"])
 

@@ -63,19 +63,38 @@ def _show(plan, dry_run, json, verb):
     output.info(plan.summary() + ("" if plan.changed else "; the crontab was not changed"))
 
 
+def _selected(registry, name, select, exclude, everything):
+    """The pipelines ``--select``/``--name`` (and ``--exclude``) choose among the scheduled ones, as names; None
+    with ``--all`` and nothing excluded (the whole crontab of this project is then in scope)."""
+    from ops.core.errors import BadInput
+    from ops.pipelines.selection import joined, select as choose
+
+    chosen = joined(select, name)
+    if chosen is not None and everything:
+        raise BadInput("name pipelines (--select, --name) or use --all, not both")
+    if chosen is None and (not everything or exclude is None):
+        return None
+    picked = choose(registry, chosen, exclude, why_not=lambda p: None if p.schedule else "has no schedule")
+    return list(picked.names)
+
+
 @task(iterable=["name"], help={
     "name": _NAME_HELP,
+    "select": "pipelines, comma-separated; b+ adds what depends on b, +b what b depends on (those scheduled)",
+    "exclude": "pipelines to leave out (the same syntax as --select)",
     "all": "every scheduled pipeline; also removes the entries of pipelines that are gone or unscheduled",
     "dry_run": "print the crontab diff (+/- lines) and change nothing",
     "json": "print the plan as JSON",
 })
-def schedule(c, name=None, all=False, dry_run=False, json=False):
+def schedule(c, name=None, all=False, dry_run=False, json=False, select=None, exclude=None):
     """Install one cron entry per scheduled pipeline in this user's crontab (idempotent; others' lines untouched)."""
     from ops.pipelines import cron
 
-    everything = all
-    _require_scope(name, everything)
-    plan = cron.plan(settings(), _registry(), names=name, all=everything)
+    registry = _registry()
+    names = _selected(registry, name, select, exclude, all)
+    everything = all and names is None
+    _require_scope(names, everything)
+    plan = cron.plan(settings(), registry, names=names, all=everything)
     if not dry_run:
         cron.apply(plan)
         if everything:

@@ -110,12 +110,13 @@ def clean(c, dry_run=False, json=False):
     "junit": "also write the checks as JUnit XML to this file (one test case per check), for CI dashboards",
 })
 def check(c, json=False, junit=None):
-    """The health verdict: database, migrations, pipelines, cron, freshness, failed runs, disk, locks, pid files."""
+    """The health verdict: database, migrations, pipelines, cron, freshness, failed runs, staging tables, disk, locks, pid files."""
     from pathlib import Path
 
-    from ops.runtime import health
     from ops.core import output
     from ops.core.errors import BadInput, WorkFailed
+    from ops.core.locks import DISK_FULL, FREE_SPACE
+    from ops.runtime import health
 
     path = None
     if junit:
@@ -132,6 +133,8 @@ def check(c, json=False, junit=None):
         try:
             path.write_text(health.junit_xml(results), encoding="utf-8")
         except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise WorkFailed(f"--junit {junit}: cannot write it: {exc.strerror}", hint=FREE_SPACE) from None
             raise BadInput(f"--junit {junit}: cannot write it: {exc.strerror}") from None
     if json:
         output.print_json({**verdict, "checks": results})
@@ -144,6 +147,52 @@ def check(c, json=False, junit=None):
     if not verdict["healthy"]:
         failed = [r["name"] for r in results if r["status"] == "fail"]
         raise WorkFailed(f"unhealthy: {', '.join(failed)} failed", hint="the reasons are above")
+
+
+@task(help={
+    "run_id": "the failed run to acknowledge: its run id, or its first 8 or more characters (inv proc.check names it; "
+              "inv pipeline.history --json shows them all)",
+    "pipeline": "instead of one run: every day of this pipeline whose newest attempt failed (it need not exist any "
+                "more: acknowledging the runs of a deleted pipeline is what this is for)",
+    "date": "with --pipeline: only this day (YYYY-MM-DD)",
+    "note": "why it needs nothing more (shown with the run in inv pipeline.history)",
+    "dry_run": "list what would be acknowledged; record nothing",
+    "json": "print what was (or would be) acknowledged as JSON",
+})
+def ack(c, run_id=None, pipeline=None, date=None, note="", dry_run=False, json=False):
+    """Acknowledge a failed run so proc.check no longer fails on it; recorded with who and when, shown in pipeline.history."""
+    from datetime import date as Date
+
+    from ops.clickhouse.client import connect
+    from ops.core import output
+    from ops.core.errors import BadInput
+    from ops.pipelines import ledger
+    from ops.runtime import acks
+
+    day = None
+    if date:
+        try:
+            day = Date.fromisoformat(date)
+        except ValueError:
+            raise BadInput(f"--date {date!r} must be YYYY-MM-DD") from None
+    db = connect(settings())
+    ledger.require_table(db)
+    chosen = acks.plan(db, run_id, pipeline, day)
+    done = chosen if dry_run else {**chosen, "acknowledged": acks.record(db, chosen["to_ack"], note)}
+    if json:
+        return output.print_json({"dry_run": dry_run, **done})
+    rows = [(a["run_id"][:8], a["pipeline"], a["day"], a["status"], a["started_at"].strftime("%Y-%m-%d %H:%M"),
+             a["error"][:80]) for a in chosen["to_ack"]]
+    if rows:
+        output.print_table(rows, ["run", "pipeline", "day", "status", "started (UTC)", "error"])
+    for a in chosen["already"]:
+        output.info(f"run {a['run_id'][:8]} ({a['pipeline']} {a['day']}) was acknowledged already by "
+                    f"{a['acknowledged']['by']} at {a['acknowledged']['at']:%Y-%m-%d %H:%M} UTC")
+    if dry_run:
+        return output.info(f"dry run: would acknowledge {len(rows)} failed run(s) as {acks.who()}; nothing was recorded")
+    if rows:
+        output.info(f"acknowledged {len(rows)} failed run(s) as {done['acknowledged']['by']}; inv proc.check no "
+                    "longer fails on them")
 
 
 @task(help={
@@ -176,4 +225,4 @@ def logs(c, name=None, date=None, follow=False):
         pass  # Ctrl-C is how following ends
 
 
-ns = Collection("proc", list_, kill, clean, check, logs)
+ns = Collection("proc", list_, kill, clean, check, ack, logs)

@@ -8,15 +8,22 @@ process that is gone, which :meth:`ops.core.process.Holder.gone` recognises.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from ops.core.errors import BadInput, LockTimeout
+from ops.core.errors import BadInput, LockTimeout, WorkFailed
 from ops.core.process import Holder
+
+
+# The errors of a full disk (or a full quota): one line and exit 1, never a traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+FREE_SPACE = "free space on its disk (df -h), then run the command again"
 
 
 def read_holder(path: Path) -> Holder | None:
@@ -25,6 +32,16 @@ def read_holder(path: Path) -> Holder | None:
         return Holder.from_dict(json.loads(path.read_text() or "null"))
     except (OSError, ValueError):
         return None
+
+
+def _give_up(fh) -> None:
+    """Empty a held lock file (its holder record goes), unlock and close it; emptying frees space, so this works on
+    a full disk too."""
+    try:
+        os.ftruncate(fh.fileno(), 0)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
 
 
 class FileLock:
@@ -52,8 +69,10 @@ class FileLock:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+")
+            fh = open(self.path, "ab", buffering=0)  # unbuffered: nothing of a failed write is written later
         except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise WorkFailed(f"cannot create lock file {self.path}: {exc.strerror}", hint=FREE_SPACE) from None
             raise BadInput(f"cannot create lock file {self.path}: {exc.strerror}") from None
         deadline = time.monotonic() + self.timeout
         told = False
@@ -74,24 +93,22 @@ class FileLock:
                     self.notify(f"waiting for {self.what}: held by {who} (timeout {self.timeout:g}s)")
                     told = True
                 time.sleep(self.poll)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps(Holder.me().as_dict()))
-        fh.flush()
+        try:
+            os.ftruncate(fh.fileno(), 0)
+            record = json.dumps(Holder.me().as_dict()).encode()
+            if fh.write(record) != len(record):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:  # a full disk: nothing is held, and the file is left empty as a release leaves it
+            _give_up(fh)
+            raise WorkFailed(f"cannot write lock file {self.path}: {exc.strerror}", hint=FREE_SPACE) from None
         self._fh = fh
         return self
 
     def release(self) -> None:
         if self._fh is None:
             return
-        try:
-            self._fh.seek(0)
-            self._fh.truncate()
-            self._fh.flush()
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._fh.close()
-            self._fh = None
+        fh, self._fh = self._fh, None
+        _give_up(fh)
 
     def __enter__(self) -> "FileLock":
         return self.acquire()

@@ -1,12 +1,15 @@
-"""Presentation: tables, JSON and CSV for people and scripts. rich is imported only when a table is drawn."""
+"""Presentation: tables, JSON and CSV for people and scripts, and run logs a full disk cannot break (:class:`LogFile`).
+rich is imported only when a table is drawn."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
@@ -97,11 +100,42 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Progress:
-    """A progress bar with ETA on a terminal; one line per step otherwise (logs, CI). Use as a context manager."""
+class LogFile(logging.FileHandler):
+    """A run's log file that a full disk cannot break. logging's own handler prints a traceback for every record
+    it fails to write, and its ``close`` raises, which would turn a run that succeeded (and is recorded so) into
+    an error. This one says once, in one line on stderr, that the log could not be written, and the work goes on:
+    the data and the ledger do not depend on the log."""
 
-    def __init__(self, total: int, label: str):
-        self.total, self.label, self.done = total, label, 0
+    def __init__(self, path: Path | str):
+        super().__init__(path, encoding="utf-8")
+        self.failed: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if self.failed is None and error is not None:
+            self.failed = error
+            reason = getattr(error, "strerror", None) or str(error)
+            info(f"warning: cannot write the log {self.baseFilename}: {reason}; going on without it")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # the unwritten end of the log (reported by handleError, unless this is the first)
+            if self.failed is None:
+                self.failed = exc
+                info(f"warning: cannot write the log {self.baseFilename}: {exc.strerror}; going on without it")
+
+
+class Progress:
+    """A progress bar with ETA on a terminal; one line per step otherwise (logs, CI). Use as a context manager.
+    ``done``: steps finished before (a resumed backfill counts on from them; the ETA is from this run's pace)."""
+
+    def __init__(self, total: int, label: str, done: int = 0):
+        self.total, self.label, self.done, self.before = total, label, done, done
         self.started = __import__("time").monotonic()
         self._bar = None
         if sys.stderr.isatty() and total:
@@ -111,7 +145,7 @@ class Progress:
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                      console=console(stderr=True), transient=False)
-            self._task = self._bar.add_task(label, total=total)
+            self._task = self._bar.add_task(label, total=total, completed=done)
 
     def __enter__(self) -> "Progress":
         if self._bar:
@@ -132,5 +166,6 @@ class Progress:
             self._bar.update(self._task, completed=self.done)
             return
         elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
+        now = self.done - self.before
+        eta = elapsed / now * (self.total - self.done) if now else 0
         info(f"[{self.done}/{self.total}] {line} (ETA {eta:.0f}s)")

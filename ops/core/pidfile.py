@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ops.core.errors import WorkFailed
+from ops.core.locks import FREE_SPACE
 from ops.core.process import Holder
 from ops.core.timefmt import stamp
 
@@ -31,24 +33,43 @@ def run_dir(settings) -> Path:
 
 def working(settings, kind: str, what: str, progress: str | None = None) -> Path:
     """Say what this process is doing (creating its pid file the first time). Safe to call often: within the same
-    kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes)."""
+    kind of work the file is rewritten at most twice a second (200 migrations in a row must not cost 200 writes).
+
+    A pid file that cannot be created (a full disk) is a ``WorkFailed`` before any work starts: a process
+    ``inv proc.kill`` cannot see must not run. A later rewrite that fails keeps the file as it was (only its
+    progress is behind): the work goes on."""
     with _lock:
         path = run_dir(settings) / f"{os.getpid()}.json"
         now = time.monotonic()
         if _current.get("path") == str(path) and _current.get("kind") == kind and now - _current.get("_at", 0) < 0.5:
             _current.update({"what": what, "progress": progress})  # written with the next update
             return path
-        if _current.get("path") != str(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        first = _current.get("path") != str(path)
+        if first:
             _current.clear()
             _current.update({"path": str(path), **Holder.me().as_dict()})
             atexit.register(done)
         _current["_at"] = now
         _current.update({"kind": kind, "what": what, "progress": progress, "updated": stamp()})
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in _current.items() if k not in ("path", "_at")}))
-        os.replace(tmp, path)
+        try:
+            _write(path, {k: v for k, v in _current.items() if k not in ("path", "_at")})
+        except OSError as exc:
+            if not first:
+                return path
+            _current.clear()
+            raise WorkFailed(f"cannot write pid file {path}: {exc.strerror}", hint=FREE_SPACE) from None
         return path
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """Replace the pid file atomically; a write that fails leaves no partial file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def done() -> None:

@@ -1,19 +1,21 @@
 """Backfill: a frozen plan of (pipeline, day) partitions, executed in parallel through the one runner, resumable.
 
-* **plan** (pure apart from reading the ledger): the days, the backfillable pipelines, dependency order within
-  each day, and what is skipped because it already succeeded. A plan has an id and is stored in ClickHouse
-  (``backfill_plans``) before anything runs; ``--dry-run`` shows it and stores nothing.
+* **plan** (pure apart from one ledger query and one catalog query): the days, the backfillable pipelines chosen
+  (``ops.pipelines.selection``), dependency order within each day, and which partitions the reprocessing mode takes
+  (``ops.pipelines.reprocess``: missing, failed, stale or all, and everything downstream of what it takes) and
+  which it skips, with why. A plan has an id and is stored in ClickHouse (``backfill_plans``) before anything runs;
+  ``--dry-run`` shows it and stores nothing, and neither is a plan with nothing to run stored.
 * **execute**: up to ``parallel`` partitions at once, a partition only after its dependencies succeeded for the
   same day, each through ``ops.pipelines.runner.run_pipeline`` (trigger ``backfill``, the plan id in the ledger).
-* **resume**: the ledger says which partitions of a plan succeeded; resuming (or running the same command again)
-  does only the rest. A day is always replaced whole, so nothing is ever duplicated.
+  SIGTERM or Ctrl-C stops it: no partition starts after, the running ones end as ``killed``.
+* **resume**: the ledger says which partitions of a plan succeeded; resuming does only the rest, and counts on from
+  what is done. A day is always replaced whole, so nothing is ever duplicated.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import threading
 import time
@@ -21,46 +23,23 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, timedelta
-from enum import StrEnum
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection
 
 from ops.clickhouse.client import connect
 from ops.core import pidfile
 from ops.core.errors import BadInput, ChopsError, WorkFailed
 from ops.core.process import user_name
 from ops.core.timefmt import stamp, utc_now
-from ops.pipelines import ledger
-from ops.pipelines.definition import Pipeline, Registry, days_between
+from ops.pipelines import interrupt, ledger
+from ops.pipelines.definition import FIRST_DAY, Registry, days_between, in_date_range
+from ops.pipelines.interrupt import Interrupted
 from ops.pipelines.ledger import FAILURES, RunStatus, Trigger
-from ops.pipelines.runner import Interrupted, run_pipeline
-from ops.pipelines.scheduler import Item, Outcome, OutcomeStatus, Scheduler
+from ops.pipelines.reprocess import Reprocess, Skip, choose, has_data, stale_reason
+from ops.pipelines.runner import run_pipeline
+from ops.pipelines.scheduler import DONE_EARLIER, Item, Outcome, OutcomeStatus, Scheduler
+from ops.pipelines.selection import Selection, select
 
 PLANS = "backfill_plans"
-
-
-class Reprocess(StrEnum):
-    """Which partitions of the range a backfill takes, and whether a day that succeeded is built again."""
-
-    NORMAL = "normal"  # every partition that has not succeeded
-    FORCE = "force"  # every partition; one that succeeded is rebuilt (--force)
-    RERUN_FAILED = "rerun_failed"  # only those whose newest attempt failed, died or was killed (--rerun-failed)
-    RERUN_FAILED_FORCED = "rerun_failed_forced"  # those, rebuilt even where an earlier attempt succeeded (both)
-
-    @classmethod
-    def of(cls, force: bool = False, rerun_failed: bool = False) -> "Reprocess":
-        """The mode of the ``--force`` and ``--rerun-failed`` flags."""
-        if rerun_failed:
-            return cls.RERUN_FAILED_FORCED if force else cls.RERUN_FAILED
-        return cls.FORCE if force else cls.NORMAL
-
-    @property
-    def force(self) -> bool:
-        """A day that succeeded is built again (the runner's ``force``)."""
-        return self in (Reprocess.FORCE, Reprocess.RERUN_FAILED_FORCED)
-
-    @property
-    def only_failed(self) -> bool:
-        return self in (Reprocess.RERUN_FAILED, Reprocess.RERUN_FAILED_FORCED)
 
 
 @dataclass(frozen=True)
@@ -72,23 +51,21 @@ class Plan:
     end: date
     jobs: tuple[str, ...]
     items: tuple[Item, ...]  # to run, in order
-    skipped: tuple[tuple[str, date, str], ...]  # (pipeline, day, why)
-    reprocess: Reprocess = Reprocess.NORMAL
+    skipped: tuple[Skip, ...]
+    reprocess: Reprocess = Reprocess.MISSING
     newest_first: bool = False
     created_at: str = ""
     created_by: str = ""
 
     @property
-    def force(self) -> bool:
-        return self.reprocess.force
-
-    @property
-    def rerun_failed(self) -> bool:
-        return self.reprocess.only_failed
+    def stale(self) -> tuple[Skip, ...]:
+        """The skipped partitions whose data is stale (the mode does not take them)."""
+        return tuple(s for s in self.skipped if s.stale)
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "start": self.start, "end": self.end, "jobs": list(self.jobs),
-                "partitions": len(self.items), "skipped": len(self.skipped), "force": self.force,
+                "partitions": len(self.items), "skipped": len(self.skipped), "stale": len(self.stale),
+                "reprocess": self.reprocess, "force": self.reprocess is Reprocess.ALL,
                 "created_at": self.created_at, "created_by": self.created_by}
 
 
@@ -106,7 +83,9 @@ def resolve_range(days: Any = None, start: str | None = None, end: str | None = 
         if n < 1:
             raise BadInput(f"--days must be at least 1, got {n}")
         last = today - timedelta(days=1)
-        first = last - timedelta(days=n - 1)
+        first = last - timedelta(days=min(n, (last - FIRST_DAY).days + 2) - 1)
+        if first < FIRST_DAY:
+            raise BadInput(f"--days {n} goes back before {FIRST_DAY}, where ClickHouse's Date range begins")
     else:
         if not start:
             raise BadInput("give --days N, or --start YYYY-MM-DD (and optionally --end)")
@@ -127,65 +106,36 @@ def _date(text: str, flag: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", (text or "").strip()):
         raise BadInput(f"{flag} {text!r} must be YYYY-MM-DD")
     try:
-        return date.fromisoformat(text.strip())
+        return in_date_range(date.fromisoformat(text.strip()), flag)
     except ValueError:
         raise BadInput(f"{flag} {text!r} does not exist") from None
 
 
-def select_jobs(registry: Registry, jobs: str | list[str] | None) -> list[str]:
-    """The pipelines to backfill: every backfillable one, or the named ones (which must be backfillable)."""
-    if not jobs:
-        names = [p.name for p in registry.ordered() if p.backfillable]
-        if not names:
-            raise BadInput("no backfillable pipelines (see: inv backfill.list)")
-        return names
-    names = [j.strip() for j in (jobs.split(",") if isinstance(jobs, str) else jobs) if j.strip()]
-    for name in names:
-        if not registry.get(name).backfillable:
-            raise BadInput(f"pipeline {name} is not backfillable (backfillable=False in its definition)")
-    return [p.name for p in registry.ordered(names)]
+def select_jobs(registry: Registry, chosen: str | None = None, exclude: str | None = None) -> Selection:
+    """The pipelines to backfill: every backfillable one, or those ``--select`` chooses less those ``--exclude``
+    does (``ops.pipelines.selection``); one named that is not backfillable is bad input."""
+    if chosen is None and not any(p.backfillable for p in registry.pipelines.values()):
+        raise BadInput("no backfillable pipelines (see: inv backfill.list)")
+    return select(registry, chosen, exclude,
+                  why_not=lambda p: None if p.backfillable else "is not backfillable (backfillable=False in its "
+                                                                  "definition)")
 
 
-def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: list[str],
-              reprocess: Reprocess = Reprocess.NORMAL, newest_first: bool = False) -> Plan:
-    """Decide every partition: run it, or skip it (already succeeded, or not failed under --rerun-failed)."""
-    latest = ledger.latest_by_partition(db, jobs, first, last)
+def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: list[str] | tuple[str, ...],
+              reprocess: Reprocess = Reprocess.MISSING, newest_first: bool = False) -> Plan:
+    """Decide every partition: run it, or skip it, and why. Two queries whatever the range: the ledger's
+    partition states (``ops.pipelines.ledger.partition_states``) and the targets' rows per partition."""
+    states = ledger.partition_states(db, first, last)
     ordered = [registry.get(name) for name in jobs]
-    rows = {p.name: target_rows(db, p.target) for p in ordered}
+    by_target = db.partition_rows_of({p.target for p in ordered})
+    rows = {p.name: by_target[p.target] for p in ordered}
+    depends = {name: p.depends_on for name, p in registry.pipelines.items()}
     days = days_between(first, last)
-    items, skipped = choose(days[::-1] if newest_first else days, ordered, latest, rows, reprocess)
+    items, skipped = choose(days[::-1] if newest_first else days, ordered, states, rows, reprocess, depends)
     now = utc_now()
     return Plan(id=f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", start=first, end=last, jobs=tuple(jobs),
                 items=tuple(items), skipped=tuple(skipped), reprocess=reprocess, newest_first=newest_first,
                 created_at=stamp(now), created_by=f"{user_name()}@{socket.gethostname()}")
-
-
-def choose(days: Sequence[date], pipelines: Sequence[Pipeline], latest: dict[tuple[str, date], dict],
-           rows: dict[str, dict[str, int]], reprocess: Reprocess = Reprocess.NORMAL,
-           ) -> tuple[list[Item], list[tuple[str, date, str]]]:
-    """The partitions to run, day by day in the order of ``days``, each day's ``pipelines`` in their order (give them
-    dependencies first), and those skipped with why. Pure: ``latest`` is the newest attempt of each (pipeline, day),
-    ``rows`` each pipeline's target rows per partition id."""
-    names = {p.name for p in pipelines}
-    items, skipped = [], []
-    for day in days:
-        for p in pipelines:
-            last_try = latest.get((p.name, day))
-            status = last_try["status"] if last_try else None
-            if status == RunStatus.SUCCEEDED and not p.allow_empty and not rows[p.name].get(f"{day:%Y%m%d}"):
-                status = RunStatus.GONE  # the ledger says done, but the day's rows are not there (dropped since)
-            if reprocess.only_failed and status not in FAILURES:
-                skipped.append((p.name, day, f"not failed ({status or 'never run'})"))
-            elif status == RunStatus.SUCCEEDED and not reprocess.force:
-                skipped.append((p.name, day, "already succeeded"))
-            else:
-                items.append(Item(p.name, day, tuple(d for d in p.depends_on if d in names)))
-    return items, skipped
-
-
-def target_rows(db, table: str) -> dict[str, int]:
-    """Rows per partition id of a table, from its active parts (no scan)."""
-    return db.partition_rows(table)
 
 
 def require_plans_table(db) -> None:
@@ -194,15 +144,16 @@ def require_plans_table(db) -> None:
 
 
 def store(db, plan: Plan) -> None:
-    """Write the frozen plan before anything runs."""
+    """Write the frozen plan before anything runs. A plan with nothing to run is not stored."""
+    if not plan.items:
+        raise BadInput(f"plan {plan.id} has nothing to run; it is not stored")
     require_plans_table(db)
     db.insert_rows(PLANS, [{
         "plan_id": plan.id, "created_at": plan.created_at.replace(" UTC", ""), "created_by": plan.created_by,
         "start": str(plan.start), "end": str(plan.end), "jobs": list(plan.jobs),
-        "options": json.dumps({"force": plan.force, "rerun_failed": plan.rerun_failed,
-                               "newest_first": plan.newest_first}),
-        "items": json.dumps([[i.pipeline, str(i.day), list(i.depends_on)] for i in plan.items]),
-        "skipped": json.dumps([[p, str(d), why] for p, d, why in plan.skipped]),
+        "options": json.dumps({"reprocess": str(plan.reprocess), "newest_first": plan.newest_first}),
+        "items": json.dumps([[i.pipeline, str(i.day), list(i.depends_on), i.rebuild] for i in plan.items]),
+        "skipped": json.dumps([[s.pipeline, str(s.day), s.why, s.stale] for s in plan.skipped]),
     }])
 
 
@@ -213,11 +164,16 @@ def load(db, plan_id: str) -> Plan:
         raise BadInput(f"unknown plan id {plan_id!r}", hint="see: inv backfill.plans")
     r = rows[0]
     options = json.loads(r["options"])
+    # plans stored before reprocessing modes: {"force": …, "rerun_failed": …}; items without rebuild, skips as 3
+    mode = Reprocess(options["reprocess"]) if "reprocess" in options else \
+        Reprocess.of(force=options.get("force", False), rerun_failed=options.get("rerun_failed", False))
     return Plan(
         id=r["plan_id"], start=r["start"], end=r["end"], jobs=tuple(r["jobs"]),
-        items=tuple(Item(p, date.fromisoformat(d), tuple(deps)) for p, d, deps in json.loads(r["items"])),
-        skipped=tuple((p, date.fromisoformat(d), why) for p, d, why in json.loads(r["skipped"])),
-        reprocess=Reprocess.of(options["force"], options["rerun_failed"]), newest_first=options["newest_first"],
+        items=tuple(Item(p, date.fromisoformat(d), tuple(deps), bool(more[0]) if more else mode is Reprocess.ALL)
+                    for p, d, deps, *more in json.loads(r["items"])),
+        skipped=tuple(Skip(p, date.fromisoformat(d), why, more[0] if more and isinstance(more[0], str) else "")
+                      for p, d, why, *more in json.loads(r["skipped"])),
+        reprocess=mode, newest_first=options["newest_first"],
         created_at=stamp(r["created_at"]), created_by=r["created_by"],
     )
 
@@ -249,17 +205,25 @@ def plan_progress(db, plan: Plan) -> dict[str, Any]:
 
 # --- execution ------------------------------------------------------------------------------------------------------
 
+def done_before(db, plan: Plan) -> set[tuple[str, date]]:
+    """The plan's partitions that an earlier execution of it built: a resume skips them and counts on from them."""
+    return ledger.succeeded_in_plan(db, plan.id) & {(i.pipeline, i.day) for i in plan.items}
+
+
 def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fast: bool = False,
             progress: Callable[[Outcome, int, int], None] | None = None,
-            started: Callable[[Item], None] | None = None, db=None) -> list[Outcome]:
+            started: Callable[[Item], None] | None = None, db=None,
+            done: Collection[tuple[str, date]] | None = None) -> list[Outcome]:
     """Run the plan's partitions: dependencies first within a day, ``parallel`` at a time. Returns every outcome.
-    ``db``: a connection to use in this thread (worker threads open their own). Which partition starts when is
-    the :class:`~ops.pipelines.scheduler.Scheduler`'s call; this loop runs them, keeps the pid file's progress and
-    turns SIGTERM and Ctrl-C into a stop."""
+    ``db``: a connection to use in this thread (worker threads open their own); ``done``: the partitions an earlier
+    execution built (default: :func:`done_before`). Which partition starts when is the
+    :class:`~ops.pipelines.scheduler.Scheduler`'s call; this loop runs them and keeps the pid file's progress.
+    SIGTERM and Ctrl-C (``ops.pipelines.interrupt``) end the runs under way as killed (at once: their statements
+    are cancelled) and start nothing more; what did not start is reported as not started, and why."""
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
     db = db or connect(settings)
-    schedule = Scheduler(plan.items, done=ledger.succeeded_in_plan(db, plan.id), fail_fast=fail_fast)
+    schedule = Scheduler(plan.items, done=done_before(db, plan) if done is None else done, fail_fast=fail_fast)
     total = len(plan.items)
     work = _Worker(settings, plan, registry, db)
 
@@ -268,45 +232,35 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
 
     note_progress()
     running: set[Future] = set()
-    # One at a time runs in this (main) thread, where SIGTERM reaches the run and ends it cleanly as killed.
-    # With more, runs are threads: SIGTERM stops new partitions, and the running ones finish.
-    signalled = threading.Event()
+    # One at a time runs in this (main) thread; with more, runs are threads. Either way a signal is noted by
+    # ops.pipelines.interrupt, cancels the runs' statements, and this loop starts nothing after it.
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") if parallel > 1 else _Inline()
-    previous_handler = _stop_on_sigterm(signalled) if parallel > 1 else None
-    with pool:
-        try:
-            while True:
-                while len(running) < parallel and not signalled.is_set():
-                    step = schedule.take()
-                    if step is None:
-                        break
-                    if isinstance(step, Outcome):  # blocked by a failed dependency
-                        if progress:
-                            progress(step, schedule.count, total)
-                        continue
-                    if started:
-                        started(step)
-                    running.add(pool.submit(work, step))
-                if not running:
-                    break  # nothing runs and nothing more can start: what is pending is reported below
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    running.discard(future)
-                    outcome = future.result()
-                    schedule.record(outcome)
-                    note_progress()
+    with interrupt.scope(settings), pool:
+        while True:
+            while len(running) < parallel and not interrupt.requested():
+                step = schedule.take()
+                if step is None:
+                    break
+                if isinstance(step, Outcome):  # blocked by a failed dependency
                     if progress:
-                        progress(outcome, schedule.count, total)
-        except KeyboardInterrupt:
-            schedule.stop()
-            for future in running:
-                future.cancel()
-            raise
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
-    if signalled.is_set():
-        schedule.stop(by_signal=True)
+                        progress(step, schedule.count, total)
+                    continue
+                if started:
+                    started(step)
+                running.add(pool.submit(work, step))
+            if not running:
+                break  # nothing runs and nothing more can start: what is pending is reported below
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.discard(future)
+                outcome = future.result()
+                schedule.record(outcome)
+                note_progress()
+                if progress:
+                    progress(outcome, schedule.count, total)
+        signum = interrupt.requested()
+    if signum:
+        schedule.stop(by_signal=Interrupted(signum).signal)
     return schedule.finish()
 
 
@@ -325,11 +279,12 @@ class _Worker:
         t0 = time.monotonic()
         try:
             result = run_pipeline(self.settings, item.pipeline, item.day.isoformat(), trigger=Trigger.BACKFILL,
-                                  force=self.plan.force, plan_id=self.plan.id, registry=self.registry,
+                                  force=item.rebuild, plan_id=self.plan.id, registry=self.registry,
                                   db=self.local.db)
-        except Interrupted as exc:  # SIGTERM: this partition ended as killed; the scheduler starts nothing more
-            return Outcome(item.pipeline, item.day, OutcomeStatus.KILLED, seconds=time.monotonic() - t0,
-                           error=exc.message)
+        except Interrupted as exc:  # a signal: this partition was killed (or never began); nothing more starts
+            status = OutcomeStatus.KILLED if exc.run_id else OutcomeStatus.NOT_STARTED
+            return Outcome(item.pipeline, item.day, status, seconds=time.monotonic() - t0, error=exc.message,
+                           signal=exc.signal)
         except ChopsError as exc:
             return Outcome(item.pipeline, item.day, OutcomeStatus.FAILED, seconds=time.monotonic() - t0,
                            error=exc.message)
@@ -356,48 +311,56 @@ class _Inline:
         return False
 
 
-def _stop_on_sigterm(signalled: threading.Event):
-    """SIGTERM sets ``signalled`` (no new partitions start); returns the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        signalled.set()
-
-    return signal.signal(signal.SIGTERM, handler)
+#: The columns of a backfill's summary, per pipeline: what became of each partition of the range.
+SUMMARY = ("done", "failed", "killed", "blocked", "not_run", "skipped", "stale")
+_KEY = {OutcomeStatus.SUCCEEDED: "done", OutcomeStatus.FAILED: "failed", OutcomeStatus.KILLED: "killed",
+        OutcomeStatus.BLOCKED: "blocked", OutcomeStatus.NOT_STARTED: "not_run", OutcomeStatus.SKIPPED: "skipped"}
 
 
 def summarize(outcomes: list[Outcome], plan: Plan) -> list[dict[str, Any]]:
-    """One row per pipeline: succeeded, skipped, failed, blocked, rows, seconds."""
-    rows: dict[str, dict[str, Any]] = {name: {"pipeline": name, "succeeded": 0, "skipped": 0, "failed": 0,
-                                              "blocked": 0, "rows": 0, "seconds": 0.0} for name in plan.jobs}
-    for name, _, _ in plan.skipped:
-        rows[name]["skipped"] += 1
+    """One row per pipeline: partitions done (now, or earlier in this plan), failed, killed, blocked (a dependency
+    failed), not run (the backfill stopped first), skipped (done before; the mode did not take them), stale (the
+    mode did not take them, and their data is stale), rows and seconds; ``succeeded``: those of ``done`` built by
+    this execution."""
+    rows = {name: {"pipeline": name, **{k: 0 for k in SUMMARY}, "succeeded": 0, "rows": 0, "seconds": 0.0}
+            for name in plan.jobs}
+    for s in plan.skipped:
+        rows[s.pipeline]["stale" if s.stale else "skipped"] += 1
     for o in outcomes:
         r = rows[o.pipeline]
-        key = {OutcomeStatus.NOT_STARTED: "blocked", OutcomeStatus.KILLED: "failed"}.get(o.status, str(o.status))
-        r[key] += 1
+        r["succeeded"] += o.status == OutcomeStatus.SUCCEEDED
+        r["done" if o.status == OutcomeStatus.SKIPPED and o.error == DONE_EARLIER else _KEY[o.status]] += 1
         r["rows"] += o.rows
         r["seconds"] = round(r["seconds"] + o.seconds, 2)
     return list(rows.values())
 
 
+def stopped_by(outcomes: list[Outcome]) -> str:
+    """The signal (by name) that stopped the backfill, or ''."""
+    return next((o.signal for o in outcomes if o.signal), "")
+
+
 # --- counts, coverage, verify -----------------------------------------------------------------------------------
 
 GRID = {RunStatus.SUCCEEDED: "✓", RunStatus.FAILED: "✗", RunStatus.KILLED: "✗", RunStatus.DIED: "✗",
-        RunStatus.RUNNING: "▶", RunStatus.GONE: "!", None: "·"}
-LEGEND = "✓ succeeded  ✗ failed  ▶ running  · never run  ! succeeded but its rows are gone"
+        RunStatus.RUNNING: "▶", RunStatus.GONE: "!", RunStatus.STALE: "~", None: "·"}
+LEGEND = ("✓ succeeded  ✗ failed  ▶ running  · never run  ! succeeded but its rows are gone  "
+          "~ stale: built before its upstream was rebuilt")
 
 
-def counts(db, registry: Registry, first: date, last: date, jobs: list[str], threshold: float) -> dict[str, Any]:
-    """Rows per day per target (from the parts, no scan), flags, and the pipelines × days coverage grid."""
+def counts(db, registry: Registry, first: date, last: date, jobs: list[str] | tuple[str, ...],
+           threshold: float) -> dict[str, Any]:
+    """Rows per day per target (from the parts, no scan), flags, the pipelines × days coverage grid, and the
+    stale partitions with why."""
     days = days_between(first, last)
-    latest = ledger.latest_by_partition(db, jobs, first, last)
-    tables = []
-    for name in jobs:
-        p = registry.get(name)
-        by_id = target_rows(db, p.target)
-        series, previous = [], None
+    states = ledger.partition_states(db, first, last)
+    ordered = [registry.get(name) for name in jobs]
+    by_target = db.partition_rows_of({p.target for p in ordered})
+    depends = {name: p.depends_on for name, p in registry.pipelines.items()}
+    tables, grid, stale = [], [], []
+    for p in ordered:
+        by_id = by_target[p.target]
+        series, previous, cells = [], None, {}
         for day in days:
             rows = by_id.get(f"{day:%Y%m%d}", 0)
             flags = []
@@ -409,18 +372,17 @@ def counts(db, registry: Registry, first: date, last: date, jobs: list[str], thr
                     flags.append(f"{change:+.0%} vs previous day")
             series.append({"day": day, "rows": rows, "flags": flags})
             previous = rows or None
-        tables.append({"pipeline": name, "target": p.target, "days": series})
-    grid = []
-    for t in tables:
-        p = registry.get(t["pipeline"])
-        cells = {}
-        for d in t["days"]:
-            status = (latest.get((p.name, d["day"])) or {}).get("status")
-            if status == RunStatus.SUCCEEDED and d["rows"] == 0 and not p.allow_empty:
-                status = RunStatus.GONE
-            cells[str(d["day"])] = status
+            state = states.get((p.name, day))
+            status = state.status if state else None
+            why = stale_reason(state, depends[p.name], states) if has_data(state, p, by_id) else ""
+            if why:
+                stale.append({"pipeline": p.name, "day": day, "why": why})
+            if status == RunStatus.SUCCEEDED:
+                status = RunStatus.STALE if why else status if has_data(state, p, by_id) else RunStatus.GONE
+            cells[str(day)] = status
+        tables.append({"pipeline": p.name, "target": p.target, "days": series})
         grid.append({"pipeline": p.name, "days": cells})
-    return {"start": first, "end": last, "threshold": threshold, "tables": tables, "coverage": grid}
+    return {"start": first, "end": last, "threshold": threshold, "tables": tables, "coverage": grid, "stale": stale}
 
 
 def verify(db, registry: Registry, first: date, last: date, jobs: list[str],

@@ -131,6 +131,9 @@ class Pipeline:
     timeout: float = 3600.0  # seconds a run may take
     allow_empty: bool = False  # an empty day is normal (otherwise building 0 rows fails the run)
     cron_date: str = "yesterday"  # the day a scheduled run builds: "yesterday" (complete day) or "today"
+    # inputs(run) -> the files the day's build reads (run.inputs() gives them to build); none, or a WorkFailed saying
+    # what is missing, and the run refuses before building; a dry run says it would
+    inputs: Callable[[Any], Sequence[Any]] | None = None
     module: str = ""
 
     def tz(self) -> tzinfo:
@@ -227,6 +230,8 @@ def _define(**kwargs: Any) -> Pipeline:
             raise BadInput(f"{what} of {p.name} must be a number >= 0")
     if p.timeout == 0:
         raise BadInput(f"timeout of {p.name} must be positive")
+    if p.inputs is not None and not callable(p.inputs):
+        raise BadInput(f"inputs of {p.name} must be a function of the run that returns the files it reads")
     if p.cron_date not in ("yesterday", "today"):
         raise BadInput(f"cron_date of {p.name} must be 'yesterday' or 'today'")
     if p.name in p.depends_on:
@@ -236,15 +241,21 @@ def _define(**kwargs: Any) -> Pipeline:
 
 @dataclass
 class Registry:
-    """The pipelines found in a directory, and what failed to load (module -> one-line reason)."""
+    """The pipelines found in a directory, and what failed to load (module -> one-line reason).
+
+    ``declared``: pipeline name -> module, read from the files without running them (see :func:`declared`), for
+    every module whose declarations are literal, broken ones included. ``selected``: the names a partial load was
+    asked for (None: every module was imported)."""
 
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    declared: dict[str, str] = field(default_factory=dict)
+    selected: tuple[str, ...] | None = None
 
     def get(self, name: str) -> Pipeline:
         if name in self.pipelines:
             return self.pipelines[name]
-        broken = [m for m in self.errors if m.rsplit(".", 1)[-1] == name]
+        broken = [m for m in self.errors if m.rsplit(".", 1)[-1] == name or self.declared.get(name) == m]
         if broken:
             raise BadInput(f"pipeline {name!r} did not load: {self.errors[broken[0]]}")
         close = difflib.get_close_matches(name, list(self.pipelines), n=3, cutoff=0.5)
@@ -253,6 +264,11 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self.pipelines)
+
+    def known(self) -> set[str]:
+        """Every pipeline name this folder defines, those of modules that did not load included (as far as their
+        files tell, or by the module's name): a run of any other pipeline is of one that no longer exists."""
+        return set(self.pipelines) | set(self.declared) | {m.rsplit(".", 1)[-1] for m in self.errors}
 
     def ordered(self, names: Iterable[str] | None = None) -> list[Pipeline]:
         """Pipelines in dependency order (dependencies first), ties by name."""
@@ -275,37 +291,103 @@ class Registry:
         return [self.pipelines[n] for n in done]
 
 
-def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
-    """Import every module of ``pipelines/`` (or ``directory``) and collect its pipelines."""
+# --- discovery ------------------------------------------------------------------------------------------------------
+
+def declared(path: Path) -> dict[str, tuple[str, ...]] | None:
+    """The pipelines a module declares, read from its text without running it: ``{name: depends_on}`` of every
+    ``pipeline(name=..., depends_on=...)`` call (``@pipeline(...)``, ``@pipelines.pipeline(...)``). None when the
+    text cannot tell: not Python, no such call, or a call whose name or depends_on is not a literal (a loop that
+    makes pipelines, ``**options``): such a module is imported whenever pipelines are looked for."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return None
+    found: dict[str, tuple[str, ...]] = {}
+    for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        if getattr(func, "id", None) != "pipeline" and getattr(func, "attr", None) != "pipeline":
+            continue
+        keywords = {k.arg: k.value for k in node.keywords}
+        if None in keywords or "name" not in keywords:
+            return None
+        try:
+            name = ast.literal_eval(keywords["name"])
+            depends = tuple(ast.literal_eval(keywords["depends_on"])) if "depends_on" in keywords else ()
+        except (ValueError, TypeError, SyntaxError):
+            return None
+        if not isinstance(name, str) or not all(isinstance(d, str) for d in depends):
+            return None
+        found[name] = depends
+    return found or None
+
+
+def _to_import(files: dict[Path, dict[str, tuple[str, ...]] | None], only: Iterable[str]) -> list[Path]:
+    """The modules a run of ``only`` needs: those that declare them and their upstream pipelines (read by
+    :func:`declared`), plus every module whose text cannot tell. Every module when a needed name is declared
+    nowhere (it may be made by one of those, or not exist: importing all gives the right error)."""
+    declaring = {name: path for path, names in files.items() for name in (names or {})}
+    depends = {name: deps for names in files.values() for name, deps in (names or {}).items()}
+    needed, todo = set(), list(only)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        if name not in declaring:
+            return sorted(files)
+        needed.add(name)
+        todo.extend(depends[name])
+    return sorted(path for path, names in files.items() if names is None or set(names) & needed)
+
+
+def _import(path: Path, module_name: str) -> tuple[list[Pipeline], str | None]:
+    """Run one pipeline module: the pipelines it defined, or the one-line reason it is broken. Any exception counts,
+    ``SystemExit`` included (a module that calls ``sys.exit`` must not end the command that looks for pipelines);
+    ``KeyboardInterrupt`` still interrupts."""
     global _collecting
+    found: list[Pipeline] = []
+    _collecting = found
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except KeyboardInterrupt:
+        sys.modules.pop(module_name, None)
+        raise
+    except BadInput as exc:
+        sys.modules.pop(module_name, None)
+        return [], f"{path.name}: {exc.message}"
+    except BaseException as exc:  # any error in a user's module: report it, keep loading the others
+        sys.modules.pop(module_name, None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        if isinstance(exc, SystemExit):
+            return [], f"{path.name}{where}: calls sys.exit({exc.code!r}) when imported"
+        return [], f"{path.name}{where}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    finally:
+        _collecting = None
+    return found, None
+
+
+def load_pipelines(settings=None, directory: Path | None = None, only: Iterable[str] | None = None) -> Registry:
+    """Import every module of ``pipelines/`` (or ``directory``) and collect its pipelines. With ``only``, import just
+    the modules those pipelines and their upstream ones need (a cron run), as far as the files tell."""
     if directory is None:
         directory = settings.path("pipelines.dir") if settings is not None else ROOT / "pipelines"
     directory = Path(directory)
-    registry = Registry()
     if not directory.is_dir():
         raise BadInput(f"pipelines directory {directory} does not exist", hint="set pipelines.dir")
     package = directory.name if directory == ROOT / "pipelines" else f"_chops_pipelines_{abs(hash(str(directory)))}"
-    for path in sorted(directory.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    files = {path: declared(path) for path in sorted(directory.glob("*.py")) if not path.name.startswith("_")}
+    registry = Registry(selected=tuple(only) if only is not None else None)
+    registry.declared = {name: f"{package}.{path.stem}" for path, names in files.items() for name in (names or {})}
+    for path in (_to_import(files, only) if only is not None else sorted(files)):
         module_name = f"{package}.{path.stem}"
-        found: list[Pipeline] = []
-        _collecting = found
-        try:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-        except BadInput as exc:
-            registry.errors[module_name] = f"{path.name}: {exc.message}"
-            continue
-        except Exception as exc:  # any error in a user's module: report it, keep loading the others
-            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-            where = f" (line {frame.lineno})" if frame and frame.filename == str(path) else ""
-            registry.errors[module_name] = f"{path.name}{where}: {type(exc).__name__}: {exc}"
-            continue
-        finally:
-            _collecting = None
+        found, error = _import(path, module_name)
+        if error is not None:
+            registry.errors[module_name] = error
         for p in found:
             p.module = module_name
             if p.name in registry.pipelines:
@@ -315,7 +397,13 @@ def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
                 registry.errors[other] = f"{other.rsplit('.', 1)[-1]}.py: pipeline {p.name!r} is also defined in {path.name}"
                 continue
             registry.pipelines[p.name] = p
-    # depends_on must name loaded pipelines; a pipeline with a missing dependency cannot run
+    _drop_unrunnable(registry)
+    return registry
+
+
+def _drop_unrunnable(registry: Registry) -> None:
+    """A pipeline whose depends_on names a pipeline that did not load, or that is in a dependency cycle, cannot
+    run: it moves to the errors."""
     changed = True
     while changed:
         changed = False
@@ -331,25 +419,37 @@ def load_pipelines(settings=None, directory: Path | None = None) -> Registry:
         for n in cycle:
             p = registry.pipelines.pop(n)
             registry.errors[p.module] = f"{p.module.rsplit('.', 1)[-1]}.py: dependency cycle {' -> '.join(cycle)}"
-    return registry
 
 
 # --- dates ----------------------------------------------------------------------------------------------------------
 
+# ClickHouse's Date: a day outside this range is clamped silently (a ledger row of 1969-12-31 lands on 1970-01-01).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
+
+
+def in_date_range(day: date, what: str = "date") -> date:
+    """``day``, or bad input when ClickHouse's Date cannot hold it (1970-01-01 .. 2149-06-06)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadInput(f"{what} {day} is outside ClickHouse's Date range ({FIRST_DAY} .. {LAST_DAY})")
+    return day
+
+
 def parse_day(text: str, tz: tzinfo, allow_future: bool = False, today: date | None = None) -> date:
-    """``YYYY-MM-DD``, ``today`` or ``yesterday`` (in ``tz``) as a date; impossible or future dates are bad input."""
+    """``YYYY-MM-DD``, ``today`` or ``yesterday`` (in ``tz``) as a date; impossible, future (unless
+    ``allow_future``) and out-of-range (see :func:`in_date_range`) dates are bad input."""
     today = today or datetime.now(tz).date()
     raw = (text or "").strip().lower()
     if raw == "today":
-        return today
+        return in_date_range(today)
     if raw == "yesterday":
-        return today - timedelta(days=1)
+        return in_date_range(today - timedelta(days=1))
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
         raise BadInput(f"date {text!r} must be YYYY-MM-DD, today or yesterday")
     try:
         day = date.fromisoformat(raw)
     except ValueError:
         raise BadInput(f"date {text!r} does not exist") from None
+    in_date_range(day)
     if day > today and not allow_future:
         raise BadInput(f"date {day} is in the future (today is {today} in {getattr(tz, 'key', tz)})",
                        hint="pass --allow-future if you mean it")

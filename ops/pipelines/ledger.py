@@ -1,8 +1,10 @@
-"""The run ledger: one row per attempt of a pipeline partition (table ``run_ledger``, migration 0001).
+"""The run ledger: one row per attempt of a pipeline partition (table ``run_ledger``, migrations 0001 and 0007).
 
 An attempt is written when it starts (``running``) and again when it ends; the table is a ReplacingMergeTree
 keyed by ``run_id`` and versioned by ``updated_at``, so ``FINAL`` reads each attempt's latest state. An attempt
-left ``running`` by a process that is gone is reported as ``died``.
+left ``running`` by a process that is gone is reported as ``died``. Each attempt records the run ids of the
+upstream partitions it read (``upstream``: each dependency's newest success for the day when it started), so a
+partition built before its upstream was rebuilt is found by one query (:func:`partition_states`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, Mapping
 
 from ops import ROOT
 from ops.core.errors import WorkFailed
@@ -23,7 +26,7 @@ from ops.core.timefmt import stamp_micro, utc_now
 TABLE = "run_ledger"
 COLUMNS = ("run_id", "pipeline", "partition", "attempt", "status", "trigger", "plan_id", "rows_written",
            "started_at", "finished_at", "duration_s", "error", "host", "pid", "code_version", "log_path",
-           "updated_at")
+           "upstream", "updated_at")
 
 
 class RunStatus(StrEnum):
@@ -31,8 +34,9 @@ class RunStatus(StrEnum):
 
     The ledger's ``status`` column holds the first four (``RUNNING`` while it runs, then how it ended). The others
     are never written: ``DIED`` is read for a ``RUNNING`` attempt whose process is gone, ``GONE`` for a partition
-    whose ledger says ``SUCCEEDED`` but whose rows are no longer in the target, and ``SKIPPED`` is a run's answer
-    when the day had already succeeded."""
+    whose ledger says ``SUCCEEDED`` but whose rows are no longer in the target, ``STALE`` for one built from an
+    upstream partition rebuilt since (``ops.pipelines.reprocess``), and ``SKIPPED`` is a run's answer when the day
+    had already succeeded."""
 
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -40,6 +44,7 @@ class RunStatus(StrEnum):
     KILLED = "killed"
     DIED = "died"
     GONE = "gone"
+    STALE = "stale"
     SKIPPED = "skipped"
 
 
@@ -74,9 +79,22 @@ def code_version() -> str:
     return "unknown"
 
 
+_checked: set[tuple[str, str]] = set()
+
+
 def require_table(db) -> None:
-    if not db.has_table(TABLE):
+    """The ledger exists and has the columns this code writes (asked once per process and database)."""
+    key = (db.target.url, db.name)
+    if key in _checked:
+        return
+    found = db.rows("SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+                    {"t": TABLE})
+    if not found:
         raise WorkFailed("the run ledger table does not exist", hint="run: inv db.migrate")
+    if "upstream" not in {r["name"] for r in found}:
+        raise WorkFailed("the run ledger has no upstream column yet (migration 0007_run_ledger_upstream)",
+                         hint="run: inv db.migrate")
+    _checked.add(key)
 
 
 def write(db, row: dict[str, Any]) -> None:
@@ -91,12 +109,13 @@ def write(db, row: dict[str, Any]) -> None:
 
 
 def new_row(run_id: str, pipeline: str, day: date, attempt: int, trigger: Trigger, plan_id: str,
-            log_path: str) -> dict:
+            log_path: str, upstream: Mapping[str, str] | None = None) -> dict:
+    """The ``running`` row of a new attempt; ``upstream``: the run id each dependency's day was built by."""
     return {
         "run_id": run_id, "pipeline": pipeline, "partition": day, "attempt": attempt, "status": RunStatus.RUNNING,
         "trigger": trigger, "plan_id": plan_id or "", "rows_written": 0, "started_at": utc_now(),
         "finished_at": None, "duration_s": None, "error": "", "host": socket.gethostname(), "pid": os.getpid(),
-        "code_version": code_version(), "log_path": log_path,
+        "code_version": code_version(), "log_path": log_path, "upstream": dict(upstream or {}),
     }
 
 
@@ -135,13 +154,40 @@ def _status(stored: str, host: str, pid: int, started_at: datetime | None = None
     return status
 
 
-def latest_by_partition(db, pipelines: list[str], start: date, end: date) -> dict[tuple[str, date], dict]:
-    """The newest attempt of each (pipeline, day) in [start, end]."""
-    out: dict[tuple[str, date], dict] = {}
-    for r in reversed(attempts(db, since=start, until=end)):  # oldest first, so the newest wins
-        if r["pipeline"] in pipelines:
-            out[(r["pipeline"], r["partition"])] = r
-    return out
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition's ledger facts: its newest attempt, and its newest success with the upstream runs it read."""
+
+    pipeline: str
+    day: date
+    status: RunStatus  # of the newest attempt ('died' for a dead 'running' one)
+    good_run: str = ""  # the newest succeeded attempt's run id ('' when none)
+    good_started: datetime | None = None
+    good_upstream: Mapping[str, str] = field(default_factory=dict)
+
+
+def partition_states(db, start: date | None = None, end: date | None = None) -> dict[tuple[str, date], PartitionState]:
+    """Every partition's :class:`PartitionState` (of days in [start, end] when given), in one query."""
+    where, params = [], {}
+    if start:
+        where.append("partition >= {since:Date}")
+        params["since"] = start
+    if end:
+        where.append("partition <= {until:Date}")
+        params["until"] = end
+    newest = "(started_at, attempt)"
+    rows = db.rows(
+        f"SELECT pipeline, partition, toString(argMax(status, {newest})) AS newest_status, "
+        f"argMax(host, {newest}) AS newest_host, argMax(pid, {newest}) AS newest_pid, max(started_at) AS newest_start, "
+        f"countIf(status = 'succeeded') AS successes, "
+        f"toString(argMaxIf(run_id, {newest}, status = 'succeeded')) AS good_run, "
+        f"maxIf(started_at, status = 'succeeded') AS good_started, "
+        f"argMaxIf(upstream, {newest}, status = 'succeeded') AS good_upstream "
+        f"FROM {TABLE} FINAL {'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY pipeline, partition", params)
+    return {(r["pipeline"], r["partition"]): PartitionState(
+        r["pipeline"], r["partition"], _status(r["newest_status"], r["newest_host"], r["newest_pid"], r["newest_start"]),
+        r["good_run"] if r["successes"] else "", r["good_started"] if r["successes"] else None,
+        {k: str(v) for k, v in (r["good_upstream"] or {}).items()} if r["successes"] else {}) for r in rows}
 
 
 def alive(host: str, pid: int, started_at: datetime | None = None) -> bool:
@@ -195,3 +241,15 @@ def runs_of(db, pipeline: str, run_prefix: str) -> list[dict[str, Any]] | None:
     return db.rows(f"SELECT toString(run_id) AS run_id, toString(status) AS status, host, pid FROM {TABLE} FINAL "
                    "WHERE startsWith(toString(run_id), {r:String}) AND pipeline = {p:String}",
                    {"r": run_prefix, "p": pipeline})
+
+
+def attempts_of_run(db, run_prefix: str) -> list[dict[str, Any]]:
+    """The attempts whose run id starts with ``run_prefix`` (of any pipeline), each in its latest state with
+    ``status`` 'died' for a dead 'running' one: what ``inv proc.ack RUN_ID`` acknowledges."""
+    require_table(db)
+    rows = db.rows(f"SELECT toString(run_id) AS run_id, pipeline, partition, attempt, toString(status) AS status, "
+                   f"started_at, error, host, pid FROM {TABLE} FINAL WHERE startsWith(toString(run_id), {{r:String}}) "
+                   "ORDER BY started_at DESC", {"r": run_prefix})
+    for r in rows:
+        r["status"] = _status(r["status"], r["host"], r["pid"], r["started_at"])
+    return rows

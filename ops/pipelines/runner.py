@@ -10,6 +10,12 @@
 
 Failing checks, errors, timeouts and SIGTERM all leave the target untouched: nothing reaches it except through
 step 5, which either happens whole or not at all. A re-run of a day replaces it, so runs never duplicate rows.
+SIGTERM and Ctrl-C end a run as ``killed`` (never as a database error: see ``ops.pipelines.interrupt``); one that
+comes during step 5 or 6 waits for it, so what was swapped in is recorded as such.
+
+The checks before step 1 and 3 (the target exists and is partitioned, each dependency's newest attempt for the
+day succeeded, the pipeline's declared inputs are there) are the same for a dry run, which says "would refuse"
+where the run would.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import threading
 import time
 import uuid
@@ -27,13 +32,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ops.clickhouse.client import connect, first_line
-from ops.core import pidfile
-from ops.core.errors import BadInput, ChopsError, DatabaseError, WorkFailed
+from ops.core import output, pidfile
+from ops.core.errors import BadInput, ChopsError, WorkFailed
 from ops.core.locks import FileLock
 from ops.core.process import create_time
 from ops.core.timefmt import aware, utc_now
-from ops.pipelines import ledger
+from ops.pipelines import interrupt, ledger
 from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
+from ops.pipelines.interrupt import Interrupted, TimedOut
 from ops.pipelines.ledger import RunStatus, Trigger
 
 STAGING_PREFIX = "_chops_staging_"
@@ -41,14 +47,6 @@ STAGING_PREFIX = "_chops_staging_"
 NO_BAD_ROWS = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
 # ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
 RETRYABLE_CODES = {159, 160, 164, 202, 209, 210, 241, 252, 319, 425, 999}
-
-
-class Interrupted(WorkFailed):
-    """The run was stopped by a signal."""
-
-
-class TimedOut(WorkFailed):
-    """The run took longer than the pipeline's timeout."""
 
 
 @dataclass
@@ -77,6 +75,13 @@ class Run:
         """The folder where files for this pipeline and day are dropped: ``<paths.var>/inbox/<name>/<day>/``."""
         return self.settings.path("paths.var") / "inbox" / name / self.day.isoformat()
 
+    def inputs(self) -> list[Any]:
+        """The files the pipeline's ``inputs`` declaration finds for this day (the runner checked there are some
+        before the build began); [] for a pipeline that declares none."""
+        if "inputs" not in self.extra:
+            self.extra["inputs"] = declared_inputs(self)
+        return self.extra["inputs"]
+
     def insert_file(self, path: Path, fmt: str, columns: list[str] | None = None) -> None:
         """Have ClickHouse parse a file into the staging table (never row by row here; on the embedded engine
         the engine reads the file itself). A bad row fails the run naming the file and ClickHouse's row number."""
@@ -84,6 +89,8 @@ class Run:
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
             self.db.release_memory()  # parsing a file takes a few hundred MB: give it back before the next one
         except Exception as exc:
+            if interrupt.cancelled(exc):
+                raise  # a stop or the timeout cancelled the load: the file is not to blame
             raise WorkFailed(f"{path.name}: ClickHouse could not load it: {first_line(exc)}") from None
         self.log.info("loaded %s (%d bytes, %s)", path.name, Path(path).stat().st_size, fmt)
 
@@ -95,7 +102,7 @@ def _log_for(settings, pipeline: str, day: date, run_id: str) -> tuple[logging.L
     logger = logging.getLogger(f"chops.run.{run_id}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    handler = logging.FileHandler(path)
+    handler = output.LogFile(path)  # a full disk under the logs costs the log, not the run
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     return logger, path
@@ -135,41 +142,12 @@ def _retryable(exc: BaseException) -> bool:
     return bool(m and int(m.group(1)) in RETRYABLE_CODES)
 
 
-class _Signals:
-    """SIGTERM/SIGINT and the timeout become exceptions inside the run, so it ends through the same cleanup."""
-
-    def __init__(self, timeout: float):
-        self.timeout = timeout
-        self.previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signals can only be handled in the main thread; a backfill worker is stopped by its parent
-
-        def stop(signum, frame):
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
-
-        def alarm(signum, frame):
-            raise TimedOut(f"timed out after {self.timeout:g}s")
-
-        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGALRM, alarm)):
-            self.previous[sig] = signal.signal(sig, handler)
-        signal.setitimer(signal.ITIMER_REAL, self.timeout)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            for sig, handler in self.previous.items():
-                signal.signal(sig, handler)
-        return False
-
-
 @dataclass(frozen=True)
 class RunResult:
     """What :func:`run_pipeline` answers. ``status`` is ``SUCCEEDED`` (the day was built and swapped in), ``SKIPPED``
-    (it had succeeded already; ``reason`` says when) or None for a dry run, which reports what a run would do:
-    the target's rows for the day now, the newest attempt's status, each dependency's status and the checks."""
+    (it had succeeded already; ``reason`` says when) or None for a dry run, which reports what a run would do
+    (``would``; ``refusal`` and ``hint`` when it would refuse): the target's rows for the day now, the newest
+    attempt's status, each dependency's status, the inputs found and the checks."""
 
     pipeline: str
     day: date
@@ -186,6 +164,9 @@ class RunResult:
     depends: Mapping[str, str] = field(default_factory=dict)
     checks: tuple[str, ...] = ()
     would: str = ""
+    refusal: str = ""
+    hint: str = ""
+    inputs: tuple[str, ...] = ()
 
     @property
     def dry_run(self) -> bool:
@@ -196,7 +177,8 @@ class RunResult:
         if self.dry_run:
             return {"pipeline": self.pipeline, "day": self.day, "dry_run": True, "target": self.target,
                     "rows_now": self.rows_now, "last_status": self.last_status, "depends": dict(self.depends),
-                    "checks": list(self.checks), "would": self.would}
+                    "inputs": list(self.inputs), "checks": list(self.checks), "would": self.would,
+                    "refusal": self.refusal or None, "hint": self.hint or None}
         if self.status is RunStatus.SKIPPED:
             return {"pipeline": self.pipeline, "day": self.day, "status": self.status, "rows": self.rows,
                     "reason": self.reason, "run_id": self.run_id}
@@ -214,26 +196,45 @@ def partition_status(db, p: Pipeline, day: date) -> dict[str, Any]:
 _checked_targets: set[tuple[str, str, str]] = set()
 
 
-def _check_target(db, p: Pipeline) -> None:
+def _target_problem(db, p: Pipeline) -> WorkFailed | None:
+    """Why ``p``'s target cannot take a day (it does not exist, or is not partitioned), or None."""
     key = (db.target.url, db.name, p.target)
     if key in _checked_targets:  # a backfill asks once per process, not once per partition
-        return
+        return None
     found = db.table(p.target)
     if found is None:
-        raise WorkFailed(f"target table {p.target} of {p.name} does not exist", hint="run: inv db.migrate")
+        return WorkFailed(f"target table {p.target} of {p.name} does not exist", hint="run: inv db.migrate")
     if not found["partition_key"]:
-        raise WorkFailed(f"target table {p.target} has no PARTITION BY; chops swaps whole days, so it must be "
-                         "partitioned by day")
+        return WorkFailed(f"target table {p.target} has no PARTITION BY; chops swaps whole days, so it must be "
+                          "partitioned by day")
     _checked_targets.add(key)
+    return None
 
 
-def _check_dependencies(db, p: Pipeline, day: date) -> None:
+def _dependencies(db, p: Pipeline, day: date) -> tuple[dict[str, str], dict[str, str], WorkFailed | None]:
+    """Each dependency's newest attempt for the day: (its status by name, the run id of each that succeeded, and
+    the refusal when one has not succeeded)."""
+    states, runs, problem = {}, {}, None
     for dep in p.depends_on:
         tries = ledger.attempts(db, dep, day, limit=1)
-        if not tries or tries[0]["status"] != RunStatus.SUCCEEDED:
-            state = tries[0]["status"] if tries else "never run"
-            raise WorkFailed(f"{p.name} depends on {dep}, which has not succeeded for {day} ({state})",
-                             hint=f"run: inv pipeline.run {dep} --date {day}")
+        states[dep] = str(tries[0]["status"]) if tries else "never run"
+        if tries and tries[0]["status"] == RunStatus.SUCCEEDED:
+            runs[dep] = tries[0]["run_id"]
+        elif problem is None:
+            problem = WorkFailed(f"{p.name} depends on {dep}, which has not succeeded for {day} ({states[dep]})",
+                                 hint=f"run: inv pipeline.run {dep} --date {day}")
+    return states, runs, problem
+
+
+def declared_inputs(run: Run) -> list[Any]:
+    """The files ``run``'s pipeline declares it reads for the day (``inputs``); WorkFailed when there are none."""
+    p = run.pipeline
+    if p.inputs is None:
+        return []
+    found = list(p.inputs(run) or [])
+    if not found:
+        raise WorkFailed(f"{p.name} found no inputs for {run.day}", hint=f"see inputs= in {p.module or p.name}")
+    return found
 
 
 def _trigger(text: str) -> Trigger:
@@ -248,8 +249,9 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
                  registry: Registry | None = None, db=None, notify: Callable[[str], None] | None = None,
                  wait_timeout: float | None = None) -> RunResult:
     """Run ``name`` for one day. Returns a :class:`RunResult`; raises BadInput/WorkFailed for bad input and failed
-    work. Under the partition's lock: the dependencies must have succeeded, a day already done is skipped (unless
-    ``force``), and the build is attempted (and retried) through :func:`_attempt`."""
+    work, :class:`~ops.pipelines.interrupt.Interrupted` when a signal stopped it. Under the partition's lock: the
+    dependencies must have succeeded, a day already done is skipped (unless ``force``), and the build is attempted
+    (and retried) through :func:`_attempt`."""
     notify = notify or (lambda message: None)
     asked = _asked_at()  # before any waiting: for the embedded engine, or for the partition's lock
     trigger = _trigger(trigger)
@@ -258,33 +260,62 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
     day = parse_day(day_text, p.tz(), allow_future=allow_future)
     if db is None:
         db = connect(settings)
+    problem = None if dry_run else _target_problem(db, p)
+    if problem:
+        raise problem
     ledger.require_table(db)
-    _check_target(db, p)
     if dry_run:
-        return dry_run_report(db, p, day, force)
+        return dry_run_report(settings, db, p, day, force)
     lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
                     f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
-    with lock:
-        _check_dependencies(db, p, day)
-        previous = ledger.attempts(db, p.name, day)
-        _close_dead_attempts(db, previous)
-        done = _already_done(db, p, day, previous, force, asked, notify)
-        if done is not None:
-            return done
-        _drop_orphans(db, p, day)
-        return _run_with_retries(settings, db, p, day, previous, trigger, plan_id, notify)
+    with interrupt.scope(settings):
+        with interrupt.armed():  # a signal while it waits for the lock: nothing has begun
+            lock.acquire()
+        try:
+            _, upstream, problem = _dependencies(db, p, day)
+            if problem:
+                raise problem
+            previous = ledger.attempts(db, p.name, day)
+            _close_dead_attempts(db, previous)
+            done = _already_done(db, p, day, previous, force, asked, notify)
+            if done is not None:
+                return done
+            _drop_orphans(db, p, day)
+            return _run_with_retries(settings, db, p, day, previous, trigger, plan_id, notify, upstream)
+        finally:
+            lock.release()
 
 
-def dry_run_report(db, p: Pipeline, day: date, force: bool) -> RunResult:
-    """What a run of ``p`` for ``day`` would do, from the target's rows and the ledger; changes nothing."""
-    status = partition_status(db, p, day)
-    deps = {d: (ledger.attempts(db, d, day, limit=1) or [{"status": "never run"}])[0]["status"]
-            for d in p.depends_on}
-    last = status["last"]["status"] if status["last"] else None
-    return RunResult(p.name, day, None, target=p.target, rows_now=status["rows"], last_status=last, depends=deps,
-                     checks=tuple(c.name for c in p.checks),
-                     would=("skip (already succeeded; --force rebuilds)" if last == RunStatus.SUCCEEDED and not force
-                            else "build and swap in"))
+def dry_run_report(settings, db, p: Pipeline, day: date, force: bool) -> RunResult:
+    """What a run of ``p`` for ``day`` would do, checked as the run checks (target, dependencies, a run under way,
+    the day done already, declared inputs), from the catalog, the ledger and the files; changes nothing."""
+    rows = sum(db.partition_rows(p.target, day=day).values()) if db.has_table(p.target) else 0
+    previous = ledger.attempts(db, p.name, day)
+    depends, _, problem = _dependencies(db, p, day)
+    problem = _target_problem(db, p) or problem
+    running = [a for a in previous if a["status"] == RunStatus.RUNNING]
+    done = [a for a in previous if a["status"] == RunStatus.SUCCEEDED]
+    found: list[Any] = []
+    would = "build and swap in"
+    if problem is None and running and not force:
+        a = running[0]
+        problem = WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']})",
+                             hint="wait for it, or pass --force")
+    elif problem is None and done and not force and (rows or p.allow_empty):
+        would = "skip (already succeeded; --force rebuilds)"
+    elif problem is None:
+        try:
+            found = declared_inputs(Run(pipeline=p, day=day, db=db, staging="", settings=settings, run_id="",
+                                        trigger=Trigger.MANUAL, log=logging.getLogger("chops.dry-run")))
+        except WorkFailed as exc:
+            problem = exc
+        if done and not rows and not p.allow_empty:
+            would = "build and swap in (the ledger says it succeeded, but its rows are gone)"
+    return RunResult(p.name, day, None, target=p.target, rows_now=rows,
+                     last_status=str(previous[0]["status"]) if previous else None, depends=depends,
+                     checks=tuple(c.name for c in p.checks), inputs=tuple(str(f) for f in found),
+                     would=f"refuse: {problem.message}" if problem else would,
+                     refusal=problem.message if problem else "", hint=(problem.hint or "") if problem else "")
 
 
 def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime,
@@ -310,7 +341,7 @@ def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool,
 
 
 def _run_with_retries(settings, db, p: Pipeline, day: date, previous: list[dict], trigger: Trigger, plan_id: str,
-                      notify: Callable[[str], None]) -> RunResult:
+                      notify: Callable[[str], None], upstream: Mapping[str, str]) -> RunResult:
     """Attempts numbered on from the last one in the ledger; a retryable failure is tried again after
     ``retry_delay`` seconds (doubling each time), at most ``retries`` times."""
     attempt = max((a["attempt"] for a in previous), default=0)
@@ -318,12 +349,13 @@ def _run_with_retries(settings, db, p: Pipeline, day: date, previous: list[dict]
     for retry in range(int(p.retries) + 1):
         attempt += 1
         try:
-            return _attempt(settings, db, p, day, attempt, trigger, plan_id, notify)
+            return _attempt(settings, db, p, day, attempt, trigger, plan_id, upstream)
         except ChopsError as exc:
             if retry >= p.retries or not _retryable(exc):
                 raise
             notify(f"{p.name} {day}: attempt {attempt} failed ({exc.message}); retrying in {delay:g}s")
-            time.sleep(delay)
+            with interrupt.armed():  # a signal while it waits: the next attempt does not begin
+                time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
 
@@ -355,68 +387,80 @@ def _drop_orphans(db, p: Pipeline, day: date) -> None:
 
 
 def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigger, plan_id: str,
-             notify: Callable[[str], None]) -> RunResult:
-    """One attempt: a ``running`` row in the ledger, the build into a staging table, the checks, the swap, and the
-    row that says how it ended. The staging table is always dropped."""
+             upstream: Mapping[str, str]) -> RunResult:
+    """One attempt: a ``running`` row in the ledger (with the upstream runs it reads), the declared inputs, the
+    build into a staging table, the checks, the swap, and the row that says how it ended. A signal stops the build
+    and the checks (:func:`ops.pipelines.interrupt.cancellable`), not the swap and its row. The staging table is
+    always dropped."""
+    interrupt.check()  # a stop asked for before it began: it does not begin
     run_id = str(uuid.uuid4())
     if trigger is not Trigger.BACKFILL:  # a backfill's pid file tells its plan and progress instead
         pidfile.working(settings, "pipeline.run", f"{p.name} {day}")
     log, log_path = _log_for(settings, p.name, day, run_id)
-    row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path))
-    ledger.write(db, row)
+    row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path), upstream)
     staging = staging_name(p, day, run_id)
     started = time.monotonic()
-    log.info("run %s: %s for %s (attempt %d, trigger %s, code %s)", run_id, p.name, day, attempt, trigger,
-             row["code_version"])
     try:
-        with _Signals(p.timeout):
+        ledger.write(db, row)
+        log.info("run %s: %s for %s (attempt %d, trigger %s, code %s)", run_id, p.name, day, attempt, trigger,
+                 row["code_version"])
+        run = Run(pipeline=p, day=day, db=db, staging=staging, settings=settings, run_id=run_id, trigger=trigger,
+                  log=log)
+        with interrupt.cancellable(db, staging, timeout=p.timeout):
+            run.inputs()
             db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
             log.info("staging table %s", staging)
-            p.build(Run(pipeline=p, day=day, db=db, staging=staging, settings=settings, run_id=run_id,
-                        trigger=trigger, log=log))
+            p.build(run)
             pid = _partition_id(db, day)
             rows = _verify(db, p, day, staging, pid, log)
-            _swap(db, p, staging, pid, rows)
-            log.info("swapped %d rows into %s for %s", rows, p.target, day)
+        _swap(db, p, staging, pid, rows)
+        log.info("swapped %d rows into %s for %s", rows, p.target, day)
         row.update(status=RunStatus.SUCCEEDED, rows_written=rows, finished_at=utc_now(),
                    duration_s=round(time.monotonic() - started, 3))
         ledger.write(db, row)
         return RunResult(p.name, day, RunStatus.SUCCEEDED, rows=rows, run_id=run_id, attempt=attempt,
                          seconds=row["duration_s"], log=str(log_path))
     except BaseException as exc:
-        status = RunStatus.KILLED if isinstance(exc, (Interrupted, KeyboardInterrupt)) else RunStatus.FAILED
-        message = exc.message if isinstance(exc, ChopsError) else f"{type(exc).__name__}: {exc}"
-        log.error("%s: %s", status, message, exc_info=not isinstance(exc, ChopsError))
-        row.update(status=status, error=message[:2000], finished_at=utc_now(),
-                   duration_s=round(time.monotonic() - started, 3))
-        _quietly(lambda: ledger.write(db, row))
-        if isinstance(exc, ChopsError):
-            exc.message = f"{p.name} {day}: {exc.message}"
-            exc.hint = exc.hint or f"log: {log_path}"
-            raise
-        if isinstance(exc, DatabaseError):
-            raise
-        if isinstance(exc, Exception):
-            raise WorkFailed(f"{p.name} {day}: {message}", hint=f"log: {log_path}") from exc
-        raise
+        raise _ended(db, p, day, row, exc, time.monotonic() - started, log, log_path)
     finally:
         _quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
         _quietly(db.release_memory)  # a backfill's next day starts from what the engine needs, not from its peaks
         _close_log(log)
 
 
+def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: float, log: logging.Logger,
+           log_path: Path) -> BaseException:
+    """Record how an attempt ended badly (``killed`` for a signal, else ``failed``) and return what to raise: the
+    same error, its message naming the pipeline and day."""
+    killed = isinstance(exc, (Interrupted, KeyboardInterrupt))
+    status = RunStatus.KILLED if killed else RunStatus.FAILED
+    known = isinstance(exc, (ChopsError, Interrupted))
+    message = exc.message if known else f"{type(exc).__name__}: {exc}"
+    log.error("%s: %s", status, message, exc_info=not known and not killed)
+    row.update(status=status, error=message[:2000], finished_at=utc_now(), duration_s=round(seconds, 3))
+    _quietly(lambda: ledger.write(db, row))
+    if isinstance(exc, Interrupted):
+        exc.run_id = row["run_id"]
+        exc.message = f"{p.name} {day}: {exc.message}; the target was not touched"
+        return exc
+    if isinstance(exc, ChopsError):
+        exc.message = f"{p.name} {day}: {exc.message}"
+        exc.hint = exc.hint or f"log: {log_path}"
+        return exc
+    if isinstance(exc, Exception):
+        failed = WorkFailed(f"{p.name} {day}: {message}", hint=f"log: {log_path}")
+        failed.__cause__ = exc
+        return failed
+    return exc
+
+
 def _quietly(action: Callable[[], Any]) -> None:
-    """Cleanup that must not hide the original error; a second signal during it is ignored."""
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Cleanup that must not hide the original error. (A signal during it is only noted: it runs outside a run's
+    cancellable phase.)"""
     try:
         action()
     except Exception:
         pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _partition_id(db, day: date) -> str:

@@ -4,8 +4,8 @@ Plain data: no database, no threads, no clock. ``ops.pipelines.backfill.execute`
 the next step, runs the partition it gets, and hands the :class:`Outcome` to :meth:`Scheduler.record`. The rules
 live here, where a unit test reaches them: partitions start in plan order (oldest or newest day first, as the plan
 was made); one starts only after its dependencies in the plan succeeded for the same day; a failed dependency
-blocks its dependents; ``--fail-fast`` (a failure) and SIGTERM (a killed run) start nothing more; whatever never
-started is reported, with why.
+blocks its dependents; ``--fail-fast`` (a failure) and a signal (SIGTERM, Ctrl-C: a killed run, or
+:meth:`Scheduler.stop`) start nothing more; whatever never started is reported, with why.
 """
 
 from __future__ import annotations
@@ -22,30 +22,34 @@ class OutcomeStatus(StrEnum):
     SUCCEEDED = "succeeded"
     SKIPPED = "skipped"  # done already: earlier in this plan, or found done by the runner
     FAILED = "failed"
-    KILLED = "killed"  # SIGTERM ended the run
+    KILLED = "killed"  # a signal ended the run
     BLOCKED = "blocked"  # a dependency failed for the day
     NOT_STARTED = "not started"  # the backfill stopped first, or its dependencies never ran
 
 
 #: A dependency that ended so blocks the partitions that need it on the same day.
 BLOCKING = frozenset({OutcomeStatus.FAILED, OutcomeStatus.BLOCKED, OutcomeStatus.NOT_STARTED})
-BY_SIGNAL = "stopped by SIGTERM"
+BY_SIGNAL = "stopped by {signal}"
 BY_FAIL_FAST = "stopped by --fail-fast"
 NEVER_RAN = "its dependencies never ran"
+DONE_EARLIER = "done earlier in this plan"
 
 
 @dataclass(frozen=True)
 class Item:
-    """One partition of a plan: ``pipeline`` for ``day``, after ``depends_on`` (those of the plan) for that day."""
+    """One partition of a plan: ``pipeline`` for ``day``, after ``depends_on`` (those of the plan) for that day;
+    ``rebuild``: it held data when the plan was made, and is built again (the runner's ``force``)."""
 
     pipeline: str
     day: date
     depends_on: tuple[str, ...] = ()
+    rebuild: bool = False
 
 
 @dataclass
 class Outcome:
-    """What became of one partition: its status, the rows it swapped in, its seconds, and the error or reason."""
+    """What became of one partition: its status, the rows it swapped in, its seconds, the error or reason, and
+    the signal (by name) that ended it or stopped it from starting."""
 
     pipeline: str
     day: date
@@ -53,6 +57,7 @@ class Outcome:
     rows: int = 0
     seconds: float = 0.0
     error: str = ""
+    signal: str = ""
 
 
 class _Ready(Enum):
@@ -71,12 +76,12 @@ class Scheduler:
         self.outcomes: dict[tuple[str, date], Outcome] = {}
         self.pending: list[Item] = []
         self.stopped = False
-        self.by_signal = False
+        self.by_signal = ""  # the signal's name, once one stopped it
         self._in_plan = {(i.pipeline, i.day) for i in self.items}
         done = set(done)
         for item in self.items:
             if (item.pipeline, item.day) in done:
-                self._set(Outcome(item.pipeline, item.day, OutcomeStatus.SKIPPED, error="done earlier in this plan"))
+                self._set(Outcome(item.pipeline, item.day, OutcomeStatus.SKIPPED, error=DONE_EARLIER))
             else:
                 self.pending.append(item)
 
@@ -116,17 +121,19 @@ class Scheduler:
 
     def record(self, outcome: Outcome) -> None:
         """What became of a partition that :meth:`take` gave out. A failure under ``fail_fast``, or a run ended by
-        SIGTERM, stops the schedule: nothing more starts."""
+        a signal, stops the schedule: nothing more starts."""
         self._set(outcome)
         if outcome.status == OutcomeStatus.KILLED:
-            self.stop(by_signal=True)
+            self.stop(by_signal=outcome.signal or True)
         elif outcome.status == OutcomeStatus.FAILED and self.fail_fast:
             self.stop()
 
-    def stop(self, by_signal: bool = False) -> None:
-        """Start nothing more (``by_signal``: because of SIGTERM, else because of ``--fail-fast``)."""
+    def stop(self, by_signal: bool | str = False) -> None:
+        """Start nothing more (``by_signal``: because of that signal, by name; True: SIGTERM; else because of
+        ``--fail-fast``)."""
         self.stopped = True
-        self.by_signal = self.by_signal or by_signal
+        if by_signal:
+            self.by_signal = self.by_signal or ("SIGTERM" if by_signal is True else str(by_signal))
 
     @property
     def count(self) -> int:
@@ -135,8 +142,9 @@ class Scheduler:
 
     def finish(self) -> list[Outcome]:
         """Every item's outcome, in plan order; a partition still pending did not start (and says why)."""
-        why = (BY_SIGNAL if self.by_signal else BY_FAIL_FAST) if self.stopped else NEVER_RAN
+        why = (BY_SIGNAL.format(signal=self.by_signal) if self.by_signal else BY_FAIL_FAST) if self.stopped \
+            else NEVER_RAN
         for item in self.pending:
-            self._set(Outcome(item.pipeline, item.day, OutcomeStatus.NOT_STARTED, error=why))
+            self._set(Outcome(item.pipeline, item.day, OutcomeStatus.NOT_STARTED, error=why, signal=self.by_signal))
         self.pending = []
         return [self.outcomes[(i.pipeline, i.day)] for i in self.items]

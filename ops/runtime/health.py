@@ -4,21 +4,28 @@
 lock and pid files) and hands them to one small function per check; those functions are pure, so every verdict
 can be tested without a machine in that state. What fails and what only warns:
 
-* **database**: unreachable → fail. Busy (another chops process has the embedded engine open for longer than
-  ``proc.db_wait``) → warn: the engine demonstrably works, it is in use; the checks that need it are not run.
+* **database**: unreachable (a full disk too: its lock file cannot be written) → fail. Busy (another chops process
+  has the embedded engine open for longer than ``proc.db_wait``) → warn: the engine demonstrably works, it is in
+  use; the checks that need it are not run.
 * **migrations**: any pending, dirty or drifted migration → fail.
-* **pipelines**: a pipeline module that does not load → fail (its cron entry would fail every time).
+* **pipelines**: a pipeline module that does not load → fail, naming each with its error (its cron entry would
+  fail every time; the other pipelines load and run).
 * **cron**: no entry installed at all → warn, so a fresh install is healthy ("run inv pipeline.schedule --all");
   entries installed but missing, different, stale or duplicated → fail; entries removed by a deploy's pause that
   was never ended (the deploy died between pausing and scheduling) → fail; as expected but no cron daemon → warn.
 * **freshness**: a scheduled pipeline whose last success is older than twice its interval → fail; one with
   attempts but no success → fail; one never run at all → warn (a fresh install, before its first scheduled run).
-* **failed runs**: a run that failed (or whose process died) in the last 24 hours and has no later success for the
-  same day → fail; one killed on purpose (SIGTERM, ``proc.kill``) and not rerun, or whose retry is still running →
-  warn.
-* **disk**: less free space than ``proc.min_free_disk_percent`` where var/ or the logs live → fail.
-* **locks**: a lock file or the migration lock left by a process that is gone → fail (``inv proc.clean``).
-* **pid files**: a pid file whose process is gone → fail (``inv proc.clean``).
+* **failed runs**: a day's state is its newest attempt. A day whose newest attempt failed (or whose process died)
+  in the last 24 hours → fail, unless that attempt was acknowledged (``inv proc.ack``); a failure superseded by a
+  later success passes; newest attempt killed on purpose (SIGTERM, ``proc.kill``) and not rerun, or a retry still
+  running → warn; failures of a pipeline that no longer exists (its module deleted) → warn, naming it.
+* **staging tables**: staging tables whose run died or ended without dropping them → warn (``inv proc.clean``).
+* **disk**: less free space than ``proc.min_free_disk_percent`` where the embedded database really is (wherever
+  ``clickhouse.url`` and symlinks put it), var/ or the logs live → fail.
+* **locks**: a lock file or the migration lock left by a process that is gone → fail (``inv proc.clean``), unless
+  the work it was taken for has succeeded since (a killed run, then resumed).
+* **pid files**: a pid file whose process is gone → fail (``inv proc.clean``), unless its work has succeeded since:
+  the day of a ``pipeline.run``, every partition of a backfill's plan, or (migrations) nothing pending or dirty.
 
 The verdict is healthy when nothing fails; warnings are reported, never fatal.
 """
@@ -29,22 +36,26 @@ import os
 import shutil
 import socket
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ops.clickhouse.client import connect_existing
+from ops.core.urls import target
 from ops.core.errors import ChopsError, LockTimeout
 from ops.core.output import human_bytes
 from ops.core.timefmt import aware, duration, utc_now
 from ops.migrations.migrator import Migrations
-from ops.pipelines import cron, ledger
+from ops.pipelines import backfill, cron, ledger
+from ops.pipelines.ledger import FAILURES, RunStatus
 from ops.pipelines.definition import load_pipelines, next_run
-from ops.runtime import janitor
+from ops.runtime import acks, janitor
 from ops.runtime.config import setting, shown_path
 from ops.runtime.pidfiles import State, processes
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-NAMES = ("database", "migrations", "pipelines", "cron", "freshness", "failed runs", "disk", "locks", "pid files")
+NAMES = ("database", "migrations", "pipelines", "cron", "freshness", "failed runs", "staging tables", "disk", "locks",
+         "pid files")
 RECENT = timedelta(days=1)  # "failed runs in the last day"
 FRESHNESS_FACTOR = 2  # "last success younger than twice its interval"
 
@@ -96,12 +107,11 @@ def migrations_result(rows: list[dict[str, Any]], findings: Iterable[dict[str, s
 
 
 def pipelines_result(names: Iterable[str], errors: dict[str, str]) -> dict[str, Any]:
+    """Each module that did not load, with its error (the others load and run)."""
     names = list(names)
     if errors:
-        first = next(iter(sorted(errors.values())))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return result("pipelines", FAIL, f"{len(errors)} pipeline module(s) did not load: {first}{more} "
-                                         "(inv pipeline.list shows each)")
+        return result("pipelines", FAIL, f"{len(errors)} pipeline module(s) did not load: "
+                      + "; ".join(sorted(errors.values())) + f" ({len(names)} other pipeline(s) load and run)")
     return result("pipelines", PASS, f"{len(names)} pipeline(s) load")
 
 
@@ -176,39 +186,70 @@ def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]],
                               f"(the oldest success: {oldest[1]}, {duration(oldest[0], precise=False)} ago)")
 
 
-def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: timedelta = RECENT) -> dict[str, Any]:
-    """``attempts``: ledger rows (pipeline, partition, status with 'died' for a dead 'running', started_at, error)
-    of every day that had an attempt recently. A failure is retried when a later attempt of the same pipeline and
-    day succeeded."""
+def _age_order(a: dict[str, Any]) -> tuple:
+    return aware(a["started_at"]), a.get("attempt") or 0
+
+
+def newest_attempts(attempts: Iterable[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """The newest attempt of each (pipeline, day): a day's state is its newest attempt."""
+    return {(a["pipeline"], a["partition"]): a for a in sorted(attempts, key=_age_order)}
+
+
+def _failure(a: dict[str, Any]) -> str:
+    error = " ".join(str(a.get("error") or "").split())
+    return (f"{a['pipeline']} {a['partition']} {a['status']} at {aware(a['started_at']):%Y-%m-%d %H:%M} UTC"
+            + (f" ({error[:120]})" if error else "") + (f", run {str(a['run_id'])[:8]}" if a.get("run_id") else ""))
+
+
+def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: timedelta = RECENT,
+                       known: Iterable[str] | None = None, acked: Iterable[str] = ()) -> dict[str, Any]:
+    """``attempts``: ledger rows (run_id, pipeline, partition, status with 'died' for a dead 'running', started_at,
+    error) of every day that had an attempt recently. A day's state is its newest attempt: a failure superseded by a
+    later success passes, a newest attempt that failed in the window fails unless it was acknowledged (``acked``:
+    run ids, ``inv proc.ack``). ``known``: the pipelines that exist (None: not known); the failures of any other are a
+    warning naming it: a pipeline since deleted is never rerun."""
     name = "failed runs"
-    since = now - window
-    failures, killed, retrying, retried = [], [], [], 0
+    since, acked, known = now - window, set(acked), set(known) if known is not None else None
+    failures, killed, retrying, gone, acknowledged, retried = [], [], [], {}, 0, 0
+    by_day: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for a in attempts:
-        if a["status"] not in ("failed", "died", "killed") or aware(a["started_at"]) < since:
+        by_day.setdefault((a["pipeline"], a["partition"]), []).append(a)
+    for (pipeline, _), tries in sorted(by_day.items(), key=lambda item: (item[0][0], str(item[0][1]))):
+        tries.sort(key=_age_order)
+        latest = tries[-1]
+        recent = [a for a in tries if a["status"] in FAILURES and aware(a["started_at"]) >= since]
+        if latest["status"] == RunStatus.SUCCEEDED:
+            retried += len(recent)
+        elif latest["status"] == RunStatus.RUNNING:
+            retrying += [_failure(recent[-1]) + " — being retried"] if recent else []
+        elif latest["status"] not in FAILURES or aware(latest["started_at"]) < since:
             continue
-        later = [b for b in attempts if b["pipeline"] == a["pipeline"] and b["partition"] == a["partition"]
-                 and aware(b["started_at"]) > aware(a["started_at"])]
-        if any(b["status"] == "succeeded" for b in later):
-            retried += 1
-            continue
-        error = " ".join(str(a.get("error") or "").split())
-        what = (f"{a['pipeline']} {a['partition']} {a['status']} at {aware(a['started_at']):%Y-%m-%d %H:%M} UTC"
-                + (f" ({error[:120]})" if error else ""))
-        if any(b["status"] == "running" for b in later):
-            retrying.append(what + " — being retried")
-        elif a["status"] == "killed":
-            killed.append(what)
+        elif str(latest.get("run_id")) in acked:
+            acknowledged += 1
+        elif known is not None and pipeline not in known:
+            gone[pipeline] = gone.get(pipeline, 0) + 1
         else:
-            failures.append(what)
+            (killed if latest["status"] == RunStatus.KILLED else failures).append(_failure(latest))
+    return _failed_runs_verdict(name, failures, killed, retrying, gone, acknowledged, retried)
+
+
+def _failed_runs_verdict(name: str, failures: list[str], killed: list[str], retrying: list[str],
+                         gone: dict[str, int], acknowledged: int, retried: int) -> dict[str, Any]:
+    notes = ([f"{retried} failed run(s) in the last day, each retried successfully"] if retried else []) + \
+            ([f"{acknowledged} failure(s) acknowledged (inv pipeline.history shows by whom)"] if acknowledged else [])
     if failures:
-        return result(name, FAIL, f"{len(failures)} run(s) failed in the last day and were not retried successfully: "
+        return result(name, FAIL, f"{len(failures)} day(s) whose newest run failed in the last day: "
                       + "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "")
-                      + " (rerun: inv pipeline.run NAME --date DAY; inv backfill --rerun-failed)")
-    if killed or retrying:
-        return result(name, WARN, "; ".join(killed + retrying) + (" (killed and not rerun)" if killed else ""))
-    if retried:
-        return result(name, PASS, f"{retried} failed run(s) in the last day, each retried successfully")
-    return result(name, PASS, "no failed runs in the last day")
+                      + " (rerun: inv pipeline.run NAME --date DAY, or inv backfill --rerun-failed; if it needs "
+                        "nothing more: inv proc.ack --run-id RUN)")
+    warnings = killed + retrying
+    if gone:
+        warnings.append("failed runs of pipelines that no longer exist: "
+                        + ", ".join(f"{p} ({n} day(s))" for p, n in sorted(gone.items()))
+                        + f" (acknowledge them: inv proc.ack --pipeline {sorted(gone)[0]})")
+    if warnings:
+        return result(name, WARN, "; ".join(warnings) + (" (killed and not rerun)" if killed else ""))
+    return result(name, PASS, "; ".join(notes) if notes else "no failed runs in the last day")
 
 
 def disk_result(usages: list[dict[str, Any]], min_percent: float) -> dict[str, Any]:
@@ -226,25 +267,48 @@ def disk_result(usages: list[dict[str, Any]], min_percent: float) -> dict[str, A
     return result(name, PASS, "; ".join(shown(u) for u in usages))
 
 
+def _done_since(items: list[dict[str, Any]], what: str) -> str:
+    """The note on stale items whose work has been done since (a killed run, then resumed): they fail nothing."""
+    done = [i for i in items if i.get("superseded")]
+    if not done:
+        return ""
+    return (f"; {len(done)} {what} left by a process that died, whose work has succeeded since ("
+            + "; ".join(f"{i['what']}: {i['superseded']}" for i in done[:3]) + (" …" if len(done) > 3 else "")
+            + "; inv proc.clean removes them)")
+
+
 def locks_result(files: list[dict[str, Any]], migration_lock: dict[str, Any] | None,
                  not_checked: str | None = None) -> dict[str, Any]:
-    """``not_checked``: why the migration lock (it lives in the database) could not be looked at."""
+    """``files``: stale lock files, ``superseded`` saying why one no longer matters; ``not_checked``: why the
+    migration lock (it lives in the database) could not be looked at."""
     name = "locks"
-    problems = [f"{f['what']} {f['reason']}" for f in files]
+    problems = [f"{f['what']} {f['reason']}" for f in files if not f.get("superseded")]
     if migration_lock:
         problems.append(f"the migration lock is {migration_lock['reason']}")
     if problems:
         return result(name, FAIL, "stale: " + "; ".join(problems) + " (run: inv proc.clean)")
     if not_checked:
         return result(name, WARN, f"no stale lock files; the migration lock was not checked: {not_checked}")
-    return result(name, PASS, "no stale locks")
+    return result(name, PASS, "no stale locks" + _done_since(files, "lock file(s)"))
 
 
 def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any]:
-    if stale:
-        return result("pid files", FAIL, "stale: " + "; ".join(f"{s['what']}: {s['reason']}" for s in stale)
+    """``stale``: pid files of processes that are gone, ``superseded`` saying why one no longer matters."""
+    problems = [s for s in stale if not s.get("superseded")]
+    if problems:
+        return result("pid files", FAIL, "stale: " + "; ".join(f"{s['what']}: {s['reason']}" for s in problems)
                       + " (run: inv proc.clean)")
-    return result("pid files", PASS, f"{running} chops process(es) running, no stale pid files")
+    return result("pid files", PASS, f"{running} chops process(es) running, no stale pid files"
+                  + _done_since(stale, "pid file(s)"))
+
+
+def staging_result(orphans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Staging tables whose run is over (it died, or ended without dropping it): space taken, nothing at risk."""
+    if orphans:
+        return result("staging tables", WARN, f"{len(orphans)} orphaned: "
+                      + "; ".join(f"{o['what']} ({o['reason']})" for o in orphans[:5])
+                      + (" …" if len(orphans) > 5 else "") + " (inv proc.clean drops them)")
+    return result("staging tables", PASS, "no orphaned staging tables")
 
 
 # --- gathering the facts -----------------------------------------------------------------------------------------
@@ -306,36 +370,91 @@ def recent_attempts(db, now: datetime, window: timedelta = RECENT) -> list[dict[
     return ledger.recent_attempts(db, now - window)
 
 
+def _failed_runs(db, registry, now: datetime) -> dict[str, Any]:
+    """The failed-runs verdict with the acknowledgements of the failing days' newest attempts, and the pipelines
+    that exist (when every module was looked at)."""
+    attempts = recent_attempts(db, now)
+    failing = [a["run_id"] for a in newest_attempts(attempts).values() if a["status"] in FAILURES]
+    known = registry.known() if registry is not None and registry.selected is None else None
+    return failed_runs_result(attempts, now, known=known, acked=acks.of_runs(db, failing))
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def disk_usages(settings, db=None) -> list[dict[str, Any]]:
-    """Free and total bytes of each filesystem chops writes to: var/ and the logs (once per filesystem), and on a
-    ClickHouse server its disks."""
-    out, seen = [], set()
-    for path in (settings.path("paths.var"), settings.path("paths.logs")):
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        device = os.stat(existing).st_dev
-        if device in seen:
-            continue
-        seen.add(device)
-        usage = shutil.disk_usage(existing)
-        out.append({"what": shown_path(settings, path), "free": usage.free, "total": usage.total})
+    """Free and total bytes of each filesystem chops writes to: the embedded database's (where its path really
+    leads: ``clickhouse.url`` may place it anywhere, through symlinks), var/ and the logs, once per filesystem
+    naming what lies on it; on a ClickHouse server, its disks."""
+    tgt = target(settings)
+    places = [(settings.path("paths.var"), None), (settings.path("paths.logs"), None)]
+    if tgt.kind == "embedded":
+        places.append((tgt.path, "the database"))
+    by_device: dict[int, dict[str, Any]] = {}
+    shown: list[Path] = []
+    for path, label in places:
+        real = _existing(path.resolve())
+        usage = by_device.get(os.stat(real).st_dev)
+        if usage is None:
+            total, _, free = shutil.disk_usage(real)
+            usage = by_device[os.stat(real).st_dev] = {"what": [], "free": free, "total": total}
+        if not any(real.is_relative_to(other) for other in shown):  # var/log, var/clickhouse: said by var
+            text = shown_path(settings, path)
+            usage["what"].append(f"{label} {text}" if label else text)
+            shown.append(real)
+    out = [{**u, "what": ", ".join(u["what"])} for u in by_device.values() if u["what"]]
     if db is not None and db.target.kind == "server":
         for d in db.rows("SELECT name, free_space, total_space FROM system.disks"):
             out.append({"what": f"server disk {d['name']}", "free": int(d["free_space"]), "total": int(d["total_space"])})
     return out
 
 
-def _locks(settings, db, unusable: str | None) -> dict[str, Any]:
+def _superseded(db, item: dict[str, Any], migrations_ok: bool) -> str | None:
+    """Why the work a stale pid file or lock file was for no longer needs it, or None: the day it was building has
+    succeeded since, every partition of its backfill plan has, or (migrations) nothing is pending or dirty."""
+    kind, work = item.get("work_kind"), str(item.get("work") or "").split()
+    if kind == "pipeline.run" and len(work) == 2:
+        newest = ledger.attempts(db, work[0], date.fromisoformat(work[1]), limit=1)
+        return f"{work[0]} {work[1]} has succeeded since" if newest and newest[0]["status"] == RunStatus.SUCCEEDED \
+            else None
+    if kind == "backfill" and len(work) == 2:
+        try:
+            plan = backfill.load(db, work[1])
+        except ChopsError:
+            return None
+        states = ledger.partition_states(db, plan.start, plan.end)
+        if all(getattr(states.get((i.pipeline, i.day)), "status", None) == RunStatus.SUCCEEDED for i in plan.items):
+            return f"every partition of plan {plan.id} has succeeded since"
+    if kind in ("db.migrate", "db.rollback") and migrations_ok:
+        return "no migration is pending or dirty"
+    return None
+
+
+def _mark_superseded(db, items: list[dict[str, Any]], migrations_ok: bool) -> list[dict[str, Any]]:
+    if db is not None:
+        for item in items:
+            try:
+                item["superseded"] = _superseded(db, item, migrations_ok)
+            except (ChopsError, ValueError):
+                item["superseded"] = None  # cannot tell: it stays a failure
+    return items
+
+
+def _locks(settings, db, unusable: str | None, migrations_ok: bool) -> dict[str, Any]:
     migration_lock = janitor.stale_migration_lock(settings, db) if db is not None else None
-    return locks_result(janitor.stale_locks(settings), migration_lock, not_checked=unusable if db is None else None)
+    files = _mark_superseded(db, janitor.stale_locks(settings), migrations_ok)
+    return locks_result(files, migration_lock, not_checked=unusable if db is None else None)
 
 
-def _pid_files(settings) -> dict[str, Any]:
+def _pid_files(settings, db, migrations_ok: bool) -> dict[str, Any]:
     running = sum(1 for p in processes(settings) if p.state is State.RUNNING)
-    return pid_files_result(janitor.stale_pid_files(settings), running)
+    return pid_files_result(_mark_superseded(db, janitor.stale_pid_files(settings), migrations_ok), running)
 
 
+# long: one check after another, in the order they are reported; each is one line
 def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every health check, in order, each ``{name, status, reason, seconds}``."""
     now = now or utc_now()
@@ -357,6 +476,7 @@ def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
 
     try:
         out.append(needs_db("migrations", lambda: _migrations(settings, db)))
+        migrations_ok = out[-1]["status"] == PASS
         out.append(_guarded("pipelines", pipelines))
         if registry:
             out.append(_guarded("cron", lambda: _cron(settings, registry[0])))
@@ -364,11 +484,12 @@ def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
         else:
             out.append({**result("cron", WARN, "not checked: the pipelines did not load"), "seconds": 0.0})
             out.append({**result("freshness", WARN, "not checked: the pipelines did not load"), "seconds": 0.0})
-        out.append(needs_db("failed runs", lambda: failed_runs_result(recent_attempts(db, now), now)))
+        out.append(needs_db("failed runs", lambda: _failed_runs(db, registry[0] if registry else None, now)))
+        out.append(needs_db("staging tables", lambda: staging_result(janitor.orphan_staging_tables(db))))
         out.append(_guarded("disk", lambda: disk_result(disk_usages(settings, db),
                                                         setting(settings, "proc.min_free_disk_percent", 0, 100))))
-        out.append(_guarded("locks", lambda: _locks(settings, db, unusable)))
-        out.append(_guarded("pid files", lambda: _pid_files(settings)))
+        out.append(_guarded("locks", lambda: _locks(settings, db, unusable, migrations_ok)))
+        out.append(_guarded("pid files", lambda: _pid_files(settings, db, migrations_ok)))
     finally:
         if db is not None:
             db.close()

@@ -9,6 +9,7 @@ process is gone is :func:`ops.core.process.liveness`'s answer, which cannot judg
 from __future__ import annotations
 
 import fcntl
+import re
 import socket
 import time
 from datetime import datetime, timezone
@@ -56,19 +57,27 @@ def stale_lock(path: Path, clear: bool = False) -> Holder | None:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+# A partition's lock, as the runner names it: pipeline-<pipeline>-<YYYY-MM-DD>.lock (a pipeline name has no '-').
+PARTITION_LOCK = re.compile(r"^pipeline-(?P<pipeline>[a-z][a-z0-9_]*)-(?P<day>\d{4}-\d{2}-\d{2})\.lock$")
+
+
 def stale_locks(settings) -> list[dict[str, Any]]:
-    """Every lock file under ``<paths.var>/locks`` left behind by a process that is gone."""
+    """Every lock file under ``<paths.var>/locks`` left behind by a process that is gone; a partition's lock says
+    the work it was taken for as a pid file does (``work_kind`` pipeline.run, ``work`` "<pipeline> <day>")."""
     out = []
     for path in lock_files(settings):
         holder = stale_lock(path)
         if holder is not None:
+            m = PARTITION_LOCK.match(path.name)
             out.append({"path": str(path), "what": shown_path(settings, path), "pid": holder.pid,
+                        "work_kind": "pipeline.run" if m else "", "work": f"{m['pipeline']} {m['day']}" if m else "",
                         "reason": f"left by pid {holder.pid} ({holder.command}) since {holder.since}, which is gone"})
     return out
 
 
 def stale_pid_files(settings) -> list[dict[str, Any]]:
-    """Pid files of this host whose process is gone or whose pid now belongs to another process."""
+    """Pid files of this host whose process is gone or whose pid now belongs to another process, with the work
+    they were written for (``work_kind``, ``work``: "pipeline.run", "events_ingest 2026-11-25")."""
     out = []
     here = socket.gethostname()
     for p in processes(settings):
@@ -80,7 +89,8 @@ def stale_pid_files(settings) -> list[dict[str, Any]]:
             why = f"pid {p.pid} ({p.kind} {p.what}) is gone"
         else:
             why = f"pid {p.pid} ({p.kind} {p.what}) is gone; the pid now belongs to another process"
-        out.append({"path": str(p.path), "what": shown_path(settings, p.path), "pid": p.pid, "reason": why})
+        out.append({"path": str(p.path), "what": shown_path(settings, p.path), "pid": p.pid, "reason": why,
+                    "work_kind": p.kind, "work": p.what})
     return out
 
 

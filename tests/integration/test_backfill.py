@@ -87,9 +87,12 @@ def test_backfill_rerun_and_force_give_the_same_rows(env):
     again = inv("backfill", "--days", "7", "--json", env=env)
     assert again.returncode == 0, again.stderr
     summary = {r["pipeline"]: r for r in json.loads(again.stdout)["summary"]}
-    assert summary["numbers"]["skipped"] == 7 and summary["numbers"]["succeeded"] == 0
+    assert summary["numbers"]["skipped"] == 7 and summary["numbers"]["done"] == 0
+    assert "nothing to do: 14 partition(s) skipped" in again.stderr and "no plan was stored" in again.stderr
+    assert q(env, "SELECT count() AS n FROM backfill_plans") == [{"n": 1}]  # an empty plan is not stored
     forced = inv("backfill", "--days", "7", "--force", env=env)
     assert forced.returncode == 0, forced.stderr
+    assert "14 partitions to run" in forced.stderr and "reprocess all" in forced.stderr
     assert rows_per_day(env, "numbers_t") == EXPECTED and rows_per_day(env, "doubled_t") == EXPECTED
     assert {r["n"] for r in succeeded_attempts(env)} == {2}  # the first run and the forced one, per partition
     triggers = q(env, "SELECT DISTINCT toString(trigger) AS t FROM run_ledger")
@@ -106,23 +109,27 @@ def test_dry_run_writes_nothing(env):
     assert q(env, "SELECT count() AS n FROM run_ledger") == [{"n": 0}]
 
 
-def test_one_failing_partition_does_not_stop_the_others(env):
+def test_one_failing_partition_does_not_stop_the_others_and_rerun_failed_fills_what_it_blocked(env):
     bad = str(DAYS[3])
-    result = inv("backfill", "--days", "7", env={**env, "TEST_FAIL_DAY": bad})
+    result = inv("backfill", "--days", "7", "--json", env={**env, "TEST_FAIL_DAY": bad})
     assert result.returncode == 1
-    assert f"numbers {bad}: made to fail on purpose" in result.stderr and "--rerun-failed" in result.stderr
+    assert f"numbers {bad}: made to fail on purpose" in result.stderr and "--reprocess failed" in result.stderr
+    summary = {r["pipeline"]: r for r in json.loads(result.stdout)["summary"]}
+    assert (summary["numbers"]["done"], summary["numbers"]["failed"]) == (6, 1)
+    assert (summary["doubled"]["done"], summary["doubled"]["blocked"]) == (6, 1)
     expected = {d: n for d, n in EXPECTED.items() if d != bad}
     assert rows_per_day(env, "numbers_t") == expected
     assert rows_per_day(env, "doubled_t") == expected  # doubled for the bad day was blocked, not run
     counts = json.loads(inv("backfill.counts", "--days", "7", "--json", env=env).stdout)
     grid = {g["pipeline"]: g["days"] for g in counts["coverage"]}
     assert grid["numbers"][bad] == "failed" and grid["doubled"][bad] is None
-    fixed = inv("backfill", "--days", "7", "--rerun-failed", env=env)
+    # finding 2: --rerun-failed used to rebuild numbers only and report doubled "skipped", a hole left behind
+    fixed = inv("backfill", "--days", "7", "--rerun-failed", "--json", env=env)
     assert fixed.returncode == 0, fixed.stderr
-    assert "1 partitions to run" in fixed.stderr
-    assert rows_per_day(env, "numbers_t")[bad] == EXPECTED[bad]
-    rest = inv("backfill", "--days", "7", env=env)  # doubled for that day is still missing: a plain run fills it
-    assert rest.returncode == 0 and rows_per_day(env, "doubled_t") == EXPECTED
+    assert "2 partitions to run, 12 skipped" in fixed.stderr and "reprocess failed" in fixed.stderr
+    summary = {r["pipeline"]: r for r in json.loads(fixed.stdout)["summary"]}
+    assert (summary["numbers"]["done"], summary["doubled"]["done"]) == (1, 1)
+    assert rows_per_day(env, "numbers_t") == EXPECTED and rows_per_day(env, "doubled_t") == EXPECTED
 
 
 def test_fail_fast_stops_starting_partitions(env):
@@ -159,6 +166,10 @@ def test_kill_9_midway_then_resume_is_exact(env):
     assert plans[0]["id"] == plan_id and plans[0]["pending"] + plans[0]["running"] + plans[0]["failed"] > 0
     resumed = inv("backfill", "--resume", plan_id, env=env)
     assert resumed.returncode == 0, resumed.stderr
+    # it counts on from what the plan had done (finding 9: it counted from [1/14] and ended at [k/14])
+    done = plans[0]["succeeded"]
+    steps = [line.split("]")[0] + "]" for line in resumed.stderr.splitlines() if line.startswith("[")]
+    assert steps == [f"[{n}/14]" for n in range(done + 1, 15)] and f"{done} done already" in resumed.stderr
     assert rows_per_day(env, "numbers_t") == EXPECTED and rows_per_day(env, "doubled_t") == EXPECTED
     per_plan = q(env, f"SELECT pipeline, partition, countIf(status = 'succeeded') AS ok FROM run_ledger FINAL "
                       f"WHERE plan_id = '{plan_id}' GROUP BY pipeline, partition")

@@ -67,3 +67,24 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path):
     result = inv("db.info", "--json", env={**env, "CHOPS_CLICKHOUSE__LOCK_TIMEOUT": "5"})
     assert result.returncode == 0, result.stderr
     assert "waiting for" not in result.stderr
+
+
+def test_the_same_database_through_a_symlink_waits_for_the_lock(tmp_path):
+    # the lock is keyed by the resolved path: a second process naming the same data through a symlink queues
+    # behind the holder instead of failing at once on chDB's own lock ("open in a process that is not chops")
+    env = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"),
+                        CHOPS_ENV_FILE=str(tmp_path / "none.env"))
+    holder = start_holder(env, 2.5)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "db").symlink_to(tmp_path / "var" / "clickhouse")
+    try:
+        started = time.monotonic()
+        result = inv("db.info", "--json", env={**env, "CLICKHOUSE_URL": f"chdb://{tmp_path}/elsewhere/db",
+                                               "CHOPS_CLICKHOUSE__LOCK_TIMEOUT": "60"})
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert '"held"' in result.stdout  # the holder's table: the same database
+    assert f"pid {holder.pid}" in result.stderr and waited > 1.0
+    assert not (tmp_path / "elsewhere" / "db.lock").exists()  # one lock, beside the real path

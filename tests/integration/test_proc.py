@@ -230,7 +230,7 @@ def test_a_running_pipeline_is_listed_and_killed_cleanly(env, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 1 and "stopped by SIGTERM" in err
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err  # the shell's code for death by SIGTERM
     [attempt] = attempts(env, "slow")
     assert attempt["status"] == "killed" and "SIGTERM" in attempt["error"]
     assert content(env) == before  # the target is untouched
@@ -443,15 +443,16 @@ def test_check_is_healthy_on_a_fresh_demo(demo, settings, tmp_path):
     assert "healthy:" in result.stderr and "check" in result.stdout
     assert as_json["healthy"] is True and as_json["failed"] == 0
     checks = by_name(as_json)
-    assert list(checks) == ["database", "migrations", "pipelines", "cron", "freshness", "failed runs", "disk", "locks",
-                            "pid files"]
+    assert list(checks) == ["database", "migrations", "pipelines", "cron", "freshness", "failed runs",
+                            "staging tables", "disk", "locks", "pid files"]
     assert [c["name"] for c in as_json["checks"] if c["status"] == "fail"] == []
-    for name in ("database", "migrations", "pipelines", "freshness", "failed runs", "disk", "locks", "pid files"):
+    for name in ("database", "migrations", "pipelines", "freshness", "failed runs", "staging tables", "disk", "locks",
+                 "pid files"):
         assert checks[name]["status"] == "pass", checks[name]
     if shutil.which("crontab"):
         assert checks["cron"]["status"] == "warn" and "no cron entries" in checks["cron"]["reason"]
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite.get("name") == "chops health" and suite.get("tests") == "9" and suite.get("failures") == "0"
+    assert suite.get("name") == "chops health" and suite.get("tests") == "10" and suite.get("failures") == "0"
 
 
 def migrations_copy(tmp_path, change):
@@ -526,9 +527,9 @@ def test_check_fails_with_the_reason_for_each_cause(demo, tmp_path, case):
                 (d / "0002_events.sql").read_text() + "\n-- edited after it was applied\n"))
             name, fragment = "migrations", "drifted: 0002_events (file changed after it was applied)"
         elif case == "migration pending":
-            extra = migrations_copy(tmp_path, lambda d: (d / "0006_more.sql").write_text(
+            extra = migrations_copy(tmp_path, lambda d: (d / "0099_more.sql").write_text(
                 "CREATE TABLE IF NOT EXISTS more (n UInt8) ENGINE = MergeTree ORDER BY n;\n"))
-            name, fragment = "migrations", "not applied: 0006_more (run: inv db.migrate)"
+            name, fragment = "migrations", "not applied: 0099_more (run: inv db.migrate)"
         elif case == "pipeline module broken":
             extra = pipelines_copy(tmp_path, "broken.py", "import no_such_module_anywhere\n")
             name, fragment = "pipelines", "broken.py (line 1): ModuleNotFoundError"

@@ -49,6 +49,10 @@ def slow(run):
 def failing_check(run):
     run.db.command(f"INSERT INTO {run.staging} SELECT {{day:Date}}, number, 'x' FROM numbers(100)", run.params())
 
+@pipeline(name="no_target", target="missing_t")
+def no_target(run):
+    pass
+
 @pipeline(name="flaky", target="numbers_t", retries=2, retry_delay=0.1)
 def flaky(run):
     mark = Path(os.environ["TEST_MARK"])
@@ -177,7 +181,7 @@ def test_sigterm_stops_a_run_cleanly_as_killed(env, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "stopped by SIGTERM" in err and "Traceback" not in err
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err and "Traceback" not in err
     [attempt] = ledger(env, "slow")
     assert attempt["status"] == "killed"
     assert content(env) == before and staging_tables(env) == []
@@ -205,6 +209,67 @@ def test_dependency_order(env):
     late = inv("pipeline.run", "doubled", "--date", DAY, env=env)
     assert late.returncode == 0, late.stderr
     assert q(env, f"SELECT sum(n) AS s FROM doubled_t WHERE day = '{DAY}'")[0]["s"] == 2 * sum(range(1000))
+
+
+def test_dry_run_says_would_refuse_where_the_run_would(env):
+    # finding 3: the dry run said "would build and swap in" where the run refused
+    dry = inv("pipeline.run", "doubled", "--date", DAY, "--dry-run", env=env)
+    assert dry.returncode == 1, dry.stderr
+    line = dry.stderr.strip().splitlines()[-1]
+    assert line == (f"error: doubled {DAY}: would refuse: doubled depends on numbers, which has not succeeded for "
+                    f"{DAY} (never run) (run: inv pipeline.run numbers --date {DAY})")
+    real = inv("pipeline.run", "doubled", "--date", DAY, env=env)
+    assert real.returncode == 1 and "doubled depends on numbers, which has not succeeded" in real.stderr
+    as_json = inv("pipeline.run", "doubled", "--date", DAY, "--dry-run", "--json", env=env)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["refusal"].startswith("doubled depends on numbers")
+    missing = inv("pipeline.run", "no_target", "--date", DAY, "--dry-run", env=env)
+    assert missing.returncode == 1 and "would refuse: target table missing_t of no_target does not exist" in \
+        missing.stderr and "inv db.migrate" in missing.stderr
+    assert inv("pipeline.run", "numbers", "--date", DAY, env=env).returncode == 0
+    fine = inv("pipeline.run", "doubled", "--date", DAY, "--dry-run", env=env)
+    assert fine.returncode == 0 and "would build and swap in" in fine.stderr and "depends: numbers: succeeded" in \
+        fine.stderr
+    assert ledger(env, "doubled") == []  # dry runs write nothing
+
+
+def test_dry_run_checks_the_declared_inputs(env, tmp_path):
+    env = {k: v for k, v in env.items() if k != "CHOPS_PIPELINES__DIR"}  # the project's own pipelines
+    empty = inv("pipeline.run", "events_ingest", "--date", DAY, "--dry-run", env=env)
+    assert empty.returncode == 1
+    assert f"would refuse: no inbox files for {DAY} in {tmp_path / 'var' / 'inbox' / 'events' / DAY}" in empty.stderr
+    assert "inv pipeline.sample-data" in empty.stderr
+    inbox = tmp_path / "var" / "inbox" / "events" / DAY
+    inbox.mkdir(parents=True)
+    (inbox / "a.csv").write_text("event_time,event_id,user_id,event_type,country,revenue\n"
+                                 f"{DAY} 10:00:00.000,6f1c1d7e-1111-4a2b-9c3d-000000000001,7,page_view,DE,0\n")
+    ready = inv("pipeline.run", "events_ingest", "--date", DAY, "--dry-run", "--json", env=env)
+    assert ready.returncode == 0, ready.stderr
+    report = json.loads(ready.stdout)
+    assert report["would"] == "build and swap in" and report["inputs"] == [str(inbox / "a.csv")]
+    refused = inv("pipeline.run", "daily_rollup", "--date", DAY, "--dry-run", env=env)
+    assert refused.returncode == 1 and "depends on events_ingest" in refused.stderr
+
+
+def test_doctor_passes_when_all_is_well_and_says_why_not_otherwise(env, tmp_path):
+    from ops.core.settings import load_settings
+    from ops.pipelines import cron_doctor
+    from ops.pipelines.definition import load_pipelines
+    from ops.pipelines.sample_data import write_sample_data
+
+    env = {k: v for k, v in env.items() if k != "CHOPS_PIPELINES__DIR"}
+    settings = load_settings(environ=env)
+    yesterday = (date.today() - timedelta(days=1))
+    extra = {"CHOPS_PATHS__VAR": env["CHOPS_PATHS__VAR"]}
+    registry = load_pipelines(settings)
+    write_sample_data(settings, 1, end=yesterday, rows_per_day=200)
+    rows = {r["pipeline"]: r for r in cron_doctor.doctor(settings, registry, environment=extra)}
+    assert rows["events_ingest"]["status"] == "ok", rows
+    assert rows["daily_rollup"]["status"] == "failed"
+    assert "would refuse: daily_rollup depends on events_ingest" in rows["daily_rollup"]["last_line"]
+    assert inv("pipeline.run", "events_ingest", "--date", str(yesterday), env=env).returncode == 0
+    rows = cron_doctor.doctor(settings, registry, environment=extra)
+    assert {r["pipeline"]: r["status"] for r in rows} == {"events_ingest": "ok", "daily_rollup": "ok",
+                                                         "user_sessions": "ok"}, rows
 
 
 def test_retryable_failure_is_retried_with_backoff(env):
@@ -242,7 +307,8 @@ def test_unknown_pipeline_suggests_and_broken_modules_are_named(env, tmp_path):
     listing = inv("pipeline.list", "--json", env=env)
     assert listing.returncode == 0, listing.stderr
     data = json.loads(listing.stdout)
-    assert {p["name"] for p in data["pipelines"]} == {"numbers", "doubled", "slow", "failing_check", "flaky"}
+    assert {p["name"] for p in data["pipelines"]} == {"numbers", "doubled", "slow", "failing_check", "flaky",
+                                                      "no_target"}
     errors = " ".join(data["errors"].values())
     assert "bad_import.py" in errors and "No module named 'no_such_module_anywhere'" in errors
     assert "bad_cron.py" in errors

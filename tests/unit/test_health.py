@@ -247,3 +247,83 @@ def test_junit_has_one_case_per_check_failures_as_failures_warnings_as_notes():
     assert cases["cron"].find("failure") is None and cases["cron"].find("system-out").text == "warn: no cron entries"
     properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert properties == {"verdict": "unhealthy", "warnings": "cron"}
+
+
+# --- issue 14: a day's state is its newest attempt; acknowledged and deleted pipelines' failures --------------------
+
+def run(status, hours_ago, pipeline="events", day=DAY, run_id=None, attempt_no=1):
+    return {**attempt(status, hours_ago, pipeline, day), "run_id": run_id or f"{status[:4]}{hours_ago:04}-run",
+            "attempt": attempt_no}
+
+
+def test_a_day_is_its_newest_attempt():
+    newest = health.newest_attempts([run("failed", 3, attempt_no=1), run("succeeded", 2, attempt_no=2),
+                                     run("failed", 5, day=date(2026, 11, 24))])
+    assert {k: v["status"] for k, v in newest.items()} == {("events", DAY): "succeeded",
+                                                         ("events", date(2026, 11, 24)): "failed"}
+
+
+def test_several_failures_superseded_by_one_success_pass_and_count_each():
+    r = health.failed_runs_result([run("failed", 5), run("died", 4), run("killed", 3), run("succeeded", 2)], NOW)
+    assert (r["status"], r["reason"]) == ("pass", "3 failed run(s) in the last day, each retried successfully")
+
+
+def test_a_failed_day_is_one_failure_however_many_attempts_failed():
+    r = health.failed_runs_result([run("failed", 5, run_id="aaaaaaaa-1"), run("failed", 3, run_id="bbbbbbbb-2")], NOW)
+    assert r["status"] == "fail" and r["reason"].startswith("1 day(s) whose newest run failed in the last day: ")
+    assert "run bbbbbbbb" in r["reason"] and "run aaaaaaaa" not in r["reason"]  # the newest names the day
+    assert "inv proc.ack --run-id RUN" in r["reason"]
+
+
+def test_an_acknowledged_failure_passes_until_the_day_fails_again():
+    failed = run("failed", 3, run_id="aaaaaaaa-1")
+    r = health.failed_runs_result([failed], NOW, acked={"aaaaaaaa-1"})
+    assert (r["status"], r["reason"]) == ("pass", "1 failure(s) acknowledged (inv pipeline.history shows by whom)")
+    again = health.failed_runs_result([failed, run("failed", 1, run_id="bbbbbbbb-2")], NOW, acked={"aaaaaaaa-1"})
+    assert again["status"] == "fail" and "run bbbbbbbb" in again["reason"]
+    killed = health.failed_runs_result([run("killed", 3, run_id="k")], NOW, acked={"k"})
+    assert killed["status"] == "pass"
+
+
+def test_failures_of_a_pipeline_that_no_longer_exists_warn_naming_it():
+    attempts = [run("failed", 3, pipeline="old_rollup"), run("died", 2, pipeline="old_rollup", day=date(2026, 11, 24)),
+                run("succeeded", 2, pipeline="events")]
+    r = health.failed_runs_result(attempts, NOW, known={"events"})
+    assert r["status"] == "warn"
+    assert r["reason"] == ("failed runs of pipelines that no longer exist: old_rollup (2 day(s)) "
+                           "(acknowledge them: inv proc.ack --pipeline old_rollup)")
+    # without knowing which pipelines exist (the folder did not load) they are failures like any other
+    assert health.failed_runs_result(attempts, NOW)["status"] == "fail"
+    # a pipeline that exists still fails beside one that does not
+    both = health.failed_runs_result(attempts + [run("failed", 1, pipeline="events", day=date(2026, 11, 23))], NOW,
+                                     known={"events"})
+    assert both["status"] == "fail" and "old_rollup" not in both["reason"]
+
+
+def test_every_broken_module_is_named_with_its_error():
+    r = health.pipelines_result(["a"], {"p.x": "x.py: calls sys.exit(3) when imported",
+                                        "p.y": "y.py (line 2): ZeroDivisionError: division by zero"})
+    assert r["status"] == "fail"
+    assert r["reason"] == ("2 pipeline module(s) did not load: x.py: calls sys.exit(3) when imported; y.py (line 2): "
+                           "ZeroDivisionError: division by zero (1 other pipeline(s) load and run)")
+
+
+def test_stale_files_whose_work_succeeded_since_pass_with_a_note():
+    lock = {"what": "var/locks/pipeline-a-2026-11-25.lock", "reason": "left by pid 42 (inv x), which is gone",
+            "superseded": "a 2026-11-25 has succeeded since"}
+    r = health.locks_result([lock], None)
+    assert r["status"] == "pass"
+    assert r["reason"] == ("no stale locks; 1 lock file(s) left by a process that died, whose work has succeeded since "
+                           "(var/locks/pipeline-a-2026-11-25.lock: a 2026-11-25 has succeeded since; inv proc.clean "
+                           "removes them)")
+    pid = {"what": "var/run/42.json", "reason": "pid 42 (backfill plan p1) is gone",
+           "superseded": "every partition of plan p1 has succeeded since"}
+    assert health.pid_files_result([pid], 0)["status"] == "pass"
+    assert health.pid_files_result([pid, {**pid, "what": "var/run/43.json", "superseded": None}], 0)["status"] == "fail"
+
+
+def test_orphaned_staging_tables_warn():
+    assert health.staging_result([]) == health.result("staging tables", "pass", "no orphaned staging tables")
+    r = health.staging_result([{"what": "_chops_staging_a_20261125_deadbeef", "reason": "its run deadbeef died"}])
+    assert r["status"] == "warn" and "_chops_staging_a_20261125_deadbeef (its run deadbeef died)" in r["reason"]
+    assert "inv proc.clean" in r["reason"]

@@ -1,0 +1,3 @@
+-- Rollback of 0006_run_acks.
+
+DROP TABLE IF EXISTS run_acks ON CLUSTER {cluster} SYNC;
