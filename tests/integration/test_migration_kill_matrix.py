@@ -190,7 +190,8 @@ def write_corpus(directory: Path) -> None:
         (directory / f"{mid}.sql").write_text(f"-- {mid}\n" + "".join(f"{s};\n\n" for s in ups))
         (directory / f"{mid}.rollback.sql").write_text(
             f"-- rollback of {mid}\n" + ("".join(f"{s};\n" for s in downs) if downs is not None else
-                                         "-- no Down section: rolling back runs nothing, as goose did\n"))
+                                         "-- no Down section: rolling back runs nothing, as goose did\n"
+                                         "-- chops: nothing to undo\n"))  # what db.import writes for it
 
 
 class Project:
