@@ -122,19 +122,13 @@ def new_row(run_id: str, pipeline: str, day: date, attempt: int, trigger: Trigge
 def attempts(db, pipeline: str | None = None, day: date | None = None, limit: int | None = None,
              since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
     """Attempts, newest first, each in its latest state, with ``status`` 'died' for a dead 'running' one."""
-    where, params = [], {}
+    where, params = _days(since, until)
     if pipeline:
         where.append("pipeline = {p:String}")
         params["p"] = pipeline
     if day:
         where.append("partition = {d:Date}")
         params["d"] = day
-    if since:
-        where.append("partition >= {since:Date}")
-        params["since"] = since
-    if until:
-        where.append("partition <= {until:Date}")
-        params["until"] = until
     sql = (f"SELECT run_id, pipeline, partition, attempt, toString(status) AS status, toString(trigger) AS trigger, "
            f"plan_id, rows_written, started_at, finished_at, duration_s, error, host, pid, code_version, log_path "
            f"FROM {TABLE} FINAL {'WHERE ' + ' AND '.join(where) if where else ''} "
@@ -144,6 +138,18 @@ def attempts(db, pipeline: str | None = None, day: date | None = None, limit: in
         r["run_id"] = str(r["run_id"])
         r["status"] = _status(r["status"], r["host"], r["pid"], r["started_at"])
     return rows
+
+
+def _days(since: date | None, until: date | None) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE terms and parameters that keep the partitions of days in [since, until] (either end open)."""
+    where, params = [], {}
+    if since:
+        where.append("partition >= {since:Date}")
+        params["since"] = since
+    if until:
+        where.append("partition <= {until:Date}")
+        params["until"] = until
+    return where, params
 
 
 def _status(stored: str, host: str, pid: int, started_at: datetime | None = None) -> RunStatus:
@@ -168,13 +174,7 @@ class PartitionState:
 
 def partition_states(db, start: date | None = None, end: date | None = None) -> dict[tuple[str, date], PartitionState]:
     """Every partition's :class:`PartitionState` (of days in [start, end] when given), in one query."""
-    where, params = [], {}
-    if start:
-        where.append("partition >= {since:Date}")
-        params["since"] = start
-    if end:
-        where.append("partition <= {until:Date}")
-        params["until"] = end
+    where, params = _days(start, end)
     newest = "(started_at, attempt)"
     rows = db.rows(
         f"SELECT pipeline, partition, toString(argMax(status, {newest})) AS newest_status, "
