@@ -100,6 +100,32 @@ def inv(*args: str, env: dict | None = None, input: str | None = None, timeout: 
     )
 
 
+def pipeline_project(tmp_path: Path, source: str, tables: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """An environment for ``inv`` with the pipeline module ``source`` (dedented) as its only pipelines, a var/ of
+    its own, the database set up and migrated and ``tables`` created (each a CREATE statement); ``extra`` adds
+    variables (paths a test pipeline reads)."""
+    import textwrap
+
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "testing.py").write_text(textwrap.dedent(source))
+    env = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"), CHOPS_ENV_FILE=str(tmp_path / "none"),
+                        CHOPS_PIPELINES__DIR=str(pipelines), **extra)
+    for args in (["db.setup"], ["db.migrate"], *(["db.query", sql] for sql in tables)):
+        result = inv(*args, env=env)
+        assert result.returncode == 0, result.stderr
+    return env
+
+
+def query(env: dict, sql: str):
+    """``inv db.query SQL --json`` in ``env``: the rows (or, for a statement that returns none, the text it printed)."""
+    import json
+
+    result = inv("db.query", sql, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip().startswith("[") else result.stdout
+
+
 @pytest.fixture
 def cli_var(tmp_path) -> Path:
     return tmp_path / "var"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_environ, inv
+from tests.conftest import ROOT, inv, pipeline_project, query
 
 DAY = (date.today() - timedelta(days=3)).isoformat()
 INV = str(Path(sys.executable).parent / "inv")
@@ -56,24 +56,16 @@ def blocking(run):
 
 @pytest.fixture
 def env(tmp_path):
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    (pipelines / "testing.py").write_text(textwrap.dedent(PIPELINES))
-    e = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"), CHOPS_ENV_FILE=str(tmp_path / "none"),
-                      CHOPS_PIPELINES__DIR=str(pipelines), TEST_FAIL=str(tmp_path / "fail"),
-                      TEST_MARK=str(tmp_path / "mark"), TEST_BLOCK=str(tmp_path / "block"))
-    for args in (["db.setup"], ["db.migrate"],
-                 ["db.query", "CREATE TABLE numbers_t (day Date, n UInt64) ENGINE = MergeTree PARTITION BY day ORDER BY n"],
-                 ["pipeline.run", "numbers", "--date", DAY]):
-        result = inv(*args, env=e)
-        assert result.returncode == 0, result.stderr
+    e = pipeline_project(tmp_path, PIPELINES, ("CREATE TABLE numbers_t (day Date, n UInt64) ENGINE = MergeTree "
+                                              "PARTITION BY day ORDER BY n",),
+                         TEST_FAIL=str(tmp_path / "fail"), TEST_MARK=str(tmp_path / "mark"),
+                         TEST_BLOCK=str(tmp_path / "block"))
+    result = inv("pipeline.run", "numbers", "--date", DAY, env=e)
+    assert result.returncode == 0, result.stderr
     return e
 
 
-def q(env, sql):
-    result = inv("db.query", sql, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if result.stdout.strip().startswith("[") else result.stdout
+q = query
 
 
 def checks(env):

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.conftest import clean_environ, inv, require
+from tests.conftest import clean_environ, inv, pipeline_project, query, require
 
 YESTERDAY = date.today() - timedelta(days=1)
 DAYS = [YESTERDAY - timedelta(days=i) for i in range(2, -1, -1)]  # the last 3 days, oldest first
@@ -43,23 +43,12 @@ def by_hand(run):
 
 @pytest.fixture
 def env(tmp_path):
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    (pipelines / "testing.py").write_text(textwrap.dedent(PIPELINES))
-    e = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"), CHOPS_ENV_FILE=str(tmp_path / "none"),
-                      CHOPS_PIPELINES__DIR=str(pipelines))
-    tables = [f"CREATE TABLE {t} (day Date, n UInt64) ENGINE = MergeTree PARTITION BY day ORDER BY n"
-              for t in ("numbers_t", "doubled_t", "summed_t")]
-    for args in (["db.setup"], ["db.migrate"], *(["db.query", sql] for sql in tables)):
-        result = inv(*args, env=e)
-        assert result.returncode == 0, result.stderr
-    return e
+    return pipeline_project(tmp_path, PIPELINES, tuple(
+        f"CREATE TABLE {t} (day Date, n UInt64) ENGINE = MergeTree PARTITION BY day ORDER BY n"
+        for t in ("numbers_t", "doubled_t", "summed_t")))
 
 
-def q(env, sql):
-    result = inv("db.query", sql, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+q = query
 
 
 def ok(*args, env):

@@ -12,14 +12,13 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_environ, inv
+from tests.conftest import ROOT, inv, pipeline_project, query
 
 DAY = (date.today() - timedelta(days=3)).isoformat()
 YESTERDAY = date.today() - timedelta(days=1)
@@ -47,23 +46,12 @@ def long(run):
 
 @pytest.fixture
 def env(tmp_path):
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    (pipelines / "testing.py").write_text(textwrap.dedent(PIPELINES))
-    e = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"), CHOPS_ENV_FILE=str(tmp_path / "none"),
-                      CHOPS_PIPELINES__DIR=str(pipelines), TEST_MARK=str(tmp_path / "mark"))
-    for args in (["db.setup"], ["db.migrate"],
-                 ["db.query", "CREATE TABLE numbers_t (day Date, n UInt64, s String) ENGINE = MergeTree "
-                              "PARTITION BY day ORDER BY n"]):
-        result = inv(*args, env=e)
-        assert result.returncode == 0, result.stderr
-    return e
+    return pipeline_project(tmp_path, PIPELINES, ("CREATE TABLE numbers_t (day Date, n UInt64, s String) "
+                                                  "ENGINE = MergeTree PARTITION BY day ORDER BY n",),
+                            TEST_MARK=str(tmp_path / "mark"))
 
 
-def q(env, sql):
-    result = inv("db.query", sql, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+q = query
 
 
 def content(env):
