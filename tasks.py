@@ -2,6 +2,9 @@
 
 from invoke import Collection
 
-from ops.cli import backfill, bench, config, db, deploy, pipeline, proc, test
+from ops.cli import backfill, bench, config, db, deploy, pipeline, proc, report, test
+from ops.cli.base import quiet_closed_pipe
 
-ns = Collection(db.ns, pipeline.ns, backfill.ns, proc.ns, deploy.ns, config.config, bench.bench, test.test)
+quiet_closed_pipe()  # `inv --list | head` ends quietly, like any reader that stops early
+ns = Collection(db.ns, pipeline.ns, backfill.ns, proc.ns, deploy.ns, config.config, bench.bench, report.report,
+                test.test)

@@ -38,7 +38,8 @@ def sample_data(c, days="7", rows="20000", end=None, force=False, dry_run=False,
           ", ".join(Path(f).name for f in r["files"])) for r in result],
         ["day", "rows", "action", "files"], right=["rows"])
     rows_written = sum(r["rows"] for r in written)
-    output.info(f"{'would write' if dry_run else 'wrote'} {len(written)} day(s), {rows_written:,} rows; "
+    output.info(f"{'would write' if dry_run else 'wrote'} {output.plural(len(written), 'day')}, "
+                f"{output.plural(rows_written, 'row')}; "
                 f"skipped {len(result) - len(written)} (already there); inbox {_short(inbox)}"
                 + ("; nothing was changed" if dry_run else ""))
 

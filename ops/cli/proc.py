@@ -98,7 +98,7 @@ def clean(c, dry_run=False, json=False):
         return output.print_json({"dry_run": dry_run, verb.replace(" ", "_"): done, "notes": notes})
     if done:
         output.print_table([(i["kind"], i["what"], i["reason"]) for i in done], [verb, "what", "why"])
-        output.info(f"{verb} {len(done)} item(s)" + ("; nothing was changed" if dry_run else ""))
+        output.info(f"{verb} {output.plural(len(done), 'item')}" + ("; nothing was changed" if dry_run else ""))
     else:
         output.info("nothing to clean")
     for note in notes:
@@ -142,11 +142,13 @@ def check(c, json=False, junit=None):
         mark = {"pass": "ok", "warn": "WARN", "fail": "FAIL"}
         output.print_table([(r["name"], mark[r["status"]], r["reason"]) for r in results], ["check", "status", "reason"])
         output.info(("healthy" if verdict["healthy"] else "unhealthy")
-                    + f": {verdict['passed']} passed, {verdict['warnings']} warning(s), {verdict['failed']} failed"
+                    + f": {verdict['passed']} passed, {output.plural(verdict['warnings'], 'warning')}, "
+                      f"{verdict['failed']} failed"
                     + (f"; JUnit XML in {junit}" if junit else ""))
     if not verdict["healthy"]:
         failed = [r["name"] for r in results if r["status"] == "fail"]
-        raise WorkFailed(f"unhealthy: {', '.join(failed)} failed", hint="the reasons are above")
+        raise WorkFailed(f"unhealthy: {output.plural(len(failed), 'check')} failed: {', '.join(failed)}",
+                         hint="the reasons are above")
 
 
 @task(help={
@@ -189,10 +191,11 @@ def ack(c, run_id=None, pipeline=None, date=None, note="", dry_run=False, json=F
         output.info(f"run {a['run_id'][:8]} ({a['pipeline']} {a['day']}) was acknowledged already by "
                     f"{a['acknowledged']['by']} at {a['acknowledged']['at']:%Y-%m-%d %H:%M} UTC")
     if dry_run:
-        return output.info(f"dry run: would acknowledge {len(rows)} failed run(s) as {acks.who()}; nothing was recorded")
+        return output.info(f"dry run: would acknowledge {output.plural(len(rows), 'failed run')} as {acks.who()}; "
+                           "nothing was recorded")
     if rows:
-        output.info(f"acknowledged {len(rows)} failed run(s) as {done['acknowledged']['by']}; inv proc.check no "
-                    "longer fails on them")
+        output.info(f"acknowledged {output.plural(len(rows), 'failed run')} as {done['acknowledged']['by']}; "
+                    "inv proc.check no longer fails on them")
 
 
 @task(help={

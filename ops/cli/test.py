@@ -34,7 +34,7 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
         workers=testing.validate_workers(workers if workers is not None else ("0" if smoke else s.get("test.workers"))),
         coverage=coverage or ci,
     )
-    output.info(f"running {selection.describe()} with {run.workers} worker(s)")
+    output.info(f"running {selection.describe()} with {output.plural(run.workers, 'worker')}")
     results = testing.execute(run)
     measured = testing.coverage_percent(run.reports) if run.coverage else None
     gates = []
@@ -53,7 +53,7 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
         output.info(f"reports: {run.reports}/results.json, junit.xml" + (", coverage.json, coverage-html/" if run.coverage else ""))
     if results["exit_status"] != 0:
         t = results["totals"]
-        raise WorkFailed(f"{t['failed'] + t['error']} test(s) failed")
+        raise WorkFailed(f"{output.plural(t['failed'] + t['error'], 'test')} failed")
     failed = [g for g in gates if not g["passed"]]
     if failed:
         raise WorkFailed("gate failed: " + "; ".join(g.get("reason") or g["gate"] for g in failed))

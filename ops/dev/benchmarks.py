@@ -10,7 +10,7 @@ from ops import ROOT
 from ops.core import output
 from ops.dev import gates
 
-BENCHMARKS = ("cli_latency", "migrations", "pipeline_run", "backfill")
+BENCHMARKS = ("cli_latency", "migrations", "pipeline_run", "backfill", "backfill_fleet")
 
 
 def gate_rows(name: str, result: dict, s) -> list[dict]:
@@ -23,12 +23,27 @@ def gate_rows(name: str, result: dict, s) -> list[dict]:
     if name == "pipeline_run":
         return [gates.ratio_gate(f"{result['rows']:,}-row pipeline run vs direct load", result["ratio"]["best"],
                                  s.get("bench.max_pipeline_run_ratio"))]
+    if name == "backfill_fleet":  # its goals are its limits (the benchmark's GOALS)
+        goals = result["goals"]
+        rows = [gates.ratio_gate(f"fleet of {result['pipelines']} x {result['days']} days vs direct",
+                                 result["fleet"]["ratio"], goals["fleet_ratio"]),
+                gates.ratio_gate(f"planning {result['pipelines']} x {result['plan_days']} days, seconds / goal",
+                                 result["planning"]["ledger_s"] / goals["planning_s"], 1.0)]
+        return rows + [gates.ratio_gate(f"{cmd} with a big ledger vs an empty one", r["ratio"], goals["reader_ratio"])
+                       for cmd, r in result["readers"].items()]
     d = result["days"]
-    return [gates.ratio_gate(f"{d['long']}-day backfill vs direct statements", result["ratio"]["best"],
+    rows = [gates.ratio_gate(f"{d['long']}-day backfill vs direct statements", result["ratio"]["best"],
                              s.get("bench.max_backfill_ratio")),
             gates.ratio_gate(f"{d['long']} days vs {d['long']}/{d['short']} x {d['short']} days", result["scaling"],
                              s.get("bench.max_backfill_scaling")),
             gates.ratio_gate("backfill peak RSS vs direct", result["rss_ratio"], s.get("bench.max_backfill_rss_ratio"))]
+    if "guarded_ratio" in result:  # the goals are the limits of these two
+        rows.append(gates.ratio_gate(f"{d['long']}-day backfill vs the hand-written guarded job",
+                                     result["guarded_ratio"]["best"], result["goals"]["guarded_ratio"]))
+    if "tiny" in result:
+        rows.append(gates.ratio_gate("tiny partitions vs direct statements", result["tiny"]["ratio"],
+                                     result["goals"]["tiny_ratio"]))
+    return rows
 
 
 def load_benchmark(name: str):
@@ -47,8 +62,8 @@ def run_benchmarks(s, rounds: int, only: str | list[str] | None = None, show: bo
     for name in names:
         module = load_benchmark(name)
         # the heavy ones: best of at most 3 (the 30-day backfill: one round is ~2.5 minutes)
-        n = rounds if name == "cli_latency" else 1 if name == "backfill" else min(rounds, 3)
-        output.info(f"benchmark {name}: {n} round(s)")
+        n = rounds if name == "cli_latency" else 1 if name.startswith("backfill") else min(rounds, 3)
+        output.info(f"benchmark {name}: {output.plural(n, 'round')}")
         result = module.measure(rounds=n)
         rows += gate_rows(name, result, s)
         path = s.path("paths.reports") / "bench" / f"{name}.json"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.core.errors import BadInput
+from ops.core.output import word
 from ops.core.urls import validate_identifier
 from ops.migrations.importers import FORMATS, import_migrations
 
@@ -107,7 +108,8 @@ def plan_adoption(fmt: str, rows: list[dict], tool: ToolState, known: set[str],
     unknown = [v for v in named if v not in by_version]
     if unknown:
         shown = ", ".join(str(v) for v in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise BadInput(f"{tool.table} records version(s) {shown}, which the directory does not have: the database "
+        raise BadInput(f"{tool.table} records {word(len(unknown), 'version')} {shown}, which the directory does not "
+                       "have: the database "
                        "is newer than these files; nothing was imported or recorded",
                        hint="import the directory the database was migrated with")
     plan: dict[str, Any] = {"table": tool.table, "adopt": [], "dirty": None, "known": [], "pending": [], "gaps": []}

@@ -438,7 +438,8 @@ def listing(mid: str, path: str, texts: Sequence[str], applied: Sequence[Effects
     """The lines shown when an undo cannot be paired: which statements ran, then each rollback statement, numbered
     as ``--statements`` takes them, with the statements it undoes."""
     ran = set(ran)
-    lines = [f"{mid} is dirty: statement(s) {', '.join(str(i + 1) for i in sorted(ran))} of {len(applied)} ran; "
+    numbers = ", ".join(str(i + 1) for i in sorted(ran))
+    lines = [f"{mid} is dirty: statement{'s' * (len(ran) != 1)} {numbers} of {len(applied)} ran; "
              f"the statements of {path}:"]
     for j, (text, effects) in enumerate(zip(texts, rollback)):
         targets = sorted({i for i, a in enumerate(applied) if a and effects

@@ -12,6 +12,7 @@ from typing import Any
 
 from ops.clickhouse.client import target
 from ops.core.errors import BadInput
+from ops.core.output import plural
 from ops.core.settings import decode_utf8
 from ops.core.graph import find_cycle
 from ops.migrations import sqlsplit, templates
@@ -162,7 +163,7 @@ def empty_rollback_message(f: MigrationFile) -> str:
     """What rolling back ``f`` leaves, when its rollback file has no statements."""
     stays = created_objects(f)
     what = (f"{len(stays)} object{'s' if len(stays) != 1 else ''} stay{'s' if len(stays) == 1 else ''} "
-            f"({', '.join(stays)})" if stays else f"what its {len(f.statements)} statement(s) did stays")
+            f"({', '.join(stays)})" if stays else f"what its {plural(len(f.statements), 'statement')} did stays")
     return f"rollback of {f.id} does nothing (its rollback file has no statements): {what}"
 
 

@@ -343,7 +343,7 @@ def test_an_unpairable_rollback_file_is_refused_and_statements_chooses(migration
         migrations.rollback(dry_run=True)
     assert "rollback statement 2 inserts rows into events_old" in refused.value.line()
     assert "--statements" in refused.value.line()
-    assert told[0].startswith("0002_rebuild is dirty: statement(s) 1, 2 of 4 ran")
+    assert told[0].startswith("0002_rebuild is dirty: statements 1, 2 of 4 ran")
     assert "3. DROP TABLE events  -- undoes statement 2 (ran)" in told[3]
     assert "4. RENAME TABLE events_old TO events  -- undoes statement 1 (ran)" in told[4]
     assert "1. CREATE TABLE events_old" in told[1] and "undoes statement 4 (did not run)" in told[1]

@@ -257,7 +257,7 @@ def test_a_reused_pid_is_never_signalled_and_its_pid_file_is_stale(tmp_path):
         everything = inv("proc.kill", "--all", "--grace", "0", env=env)
         assert everything.returncode == 0 and "nothing to kill" in everything.stderr
         # a pid with no pid file at all: refused, even as root
-        no_file = inv("proc.kill", "-n", str(stranger.pid), env=env)
+        no_file = inv("proc.kill", "--name", str(stranger.pid), env=env)
         assert no_file.returncode == 2 and "no pid file" in no_file.stderr
         assert sleeper.poll() is None and stranger.poll() is None
 

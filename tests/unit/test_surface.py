@@ -103,3 +103,59 @@ def test_listing_tasks_imports_only_the_task_layer_and_what_it_needs_to_start():
     loaded = set(out.stdout.strip().split(","))
     library = sorted(m for m in loaded if not m.startswith("ops.cli") and m not in ("ops", "ops.core", "ops.core.errors"))
     assert not library, f"importing tasks.py loads library modules {library}; import them inside the task"
+
+
+def task_arguments(task):
+    """The arguments invoke builds for ``task`` (on a copy: building them consumes the task's help dict)."""
+    import copy
+
+    twin = copy.copy(task)
+    twin.help = dict(task.help)
+    return twin.get_arguments()
+
+
+def test_one_short_flag_convention_in_every_task():
+    # -n is always --dry-run, -j always --json, -y always --yes; any other short flag is its name's first letter
+    from ops.cli.base import SHORT_FLAGS
+
+    reserved = {letter: name for name, letter in SHORT_FLAGS.items()}
+    for name, task in all_tasks().items():
+        for arg in task_arguments(task):
+            shorts = [n for n in arg.names if len(n) == 1 and n != arg.names[0]]
+            if arg.name in SHORT_FLAGS:
+                assert shorts == [SHORT_FLAGS[arg.name]], f"task {name}: --{arg.names[0]} has {shorts}"
+            for letter in shorts:
+                assert reserved.get(letter, arg.name) == arg.name, \
+                    f"task {name}: -{letter} is --{arg.names[0]}, but -{letter} means --{reserved[letter]} everywhere"
+                assert arg.name in SHORT_FLAGS or letter == arg.names[0][0], \
+                    f"task {name}: -{letter} is not the first letter of --{arg.names[0]}"
+
+
+def test_every_task_with_json_has_wide_and_the_usual_names():
+    for name, task in all_tasks().items():
+        names = {arg.name for arg in task_arguments(task)}
+        assert ("json" in names) == ("wide" in names), f"task {name}: --wide goes with --json"
+        for odd in ("dryrun", "output_json", "assume_yes"):
+            assert odd not in names, f"task {name}: --{odd}: the common flags are --dry-run, --json, --yes"
+
+
+def test_the_readme_says_what_the_code_says_about_writing_a_pipeline():
+    # the contract, the decorator's options, every check (with its example and the failure it gives) and the run
+    # object come from the docstrings and comments of ops/pipelines; a change there must reach the README
+    from ops.dev import pipeline_docs
+
+    shown = pipeline_docs.readme_section(README)
+    assert shown is not None, "the README has no 'Writing a pipeline' section: python -m ops.dev.pipeline_docs --write"
+    assert shown == pipeline_docs.section(), ("the README's 'Writing a pipeline' differs from the code's docstrings; "
+                                              "regenerate it: .venv/bin/python -m ops.dev.pipeline_docs --write")
+
+
+def test_every_option_and_check_is_documented_in_the_code():
+    from ops.dev import pipeline_docs
+    from ops.pipelines.definition import Pipeline, checks
+
+    options = {f["name"] for f in pipeline_docs.field_docs(Pipeline)}
+    assert options == set(Pipeline.__dataclass_fields__) - pipeline_docs.INTERNAL_FIELDS
+    documented = {c["name"] for c in pipeline_docs.check_docs()}
+    assert documented == {n for n, m in vars(checks).items() if isinstance(m, staticmethod)}
+    assert all(c["fails"] and c["doc"] for c in pipeline_docs.check_docs())
