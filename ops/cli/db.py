@@ -84,14 +84,20 @@ def info(c, json=False):
         output.info("no tables yet")
 
 
-@task(help={"sql": "one SQL statement", "json": "print rows as JSON objects", "csv": "print rows as CSV"})
+@task(help={"sql": "one SQL statement (several, separated by ';', are refused with exit 2: run each on its own)",
+            "json": "print rows as JSON objects", "csv": "print rows as CSV"})
 def query(c, sql, json=False, csv=False):
-    """Run one SQL statement and print the result as a table (or --json / --csv)."""
+    """Run one SQL statement and print the result as a table (or --json / --csv); several statements are refused."""
     from ops.clickhouse import admin as db
     from ops.core import output
+    from ops.migrations.sqlsplit import split_statements
 
     if json and csv:
         raise BadInput("choose one of --json and --csv")
+    statements = split_statements(sql or "")
+    if len(statements) > 1:
+        raise BadInput(f"{output.plural(len(statements), 'statement')} given; db.query runs one at a time",
+                       hint="run each with its own inv db.query, or put them in a migration: inv db.new NAME")
     result = db.query(settings(), sql)
     columns, rows = result["columns"], result["rows"]
     if json:
@@ -124,49 +130,70 @@ def _print_plan(plan, verb):
     "to": "stop after this migration (its id, or its number)",
     "dry_run": "print the rendered SQL of each statement and change nothing",
     "resume": "continue a dirty migration from its first unfinished statement (after fixing the file)",
-    "json": "print the result as JSON",
+    "undo_on_failure": "when a statement fails, undo the statements of that migration that ran, so nothing is "
+                       "left dirty (the migrations applied before it stay); where it cannot be undone the error "
+                       "says what state the database is in and the command that repairs it",
+    "json": "print the result as JSON (a failure too: {error, migration, statement, undone, state, repair})",
 })
-def migrate(c, to=None, dry_run=False, resume=False, json=False):
+def migrate(c, to=None, dry_run=False, resume=False, undo_on_failure=False, json=False):
     """Apply pending migrations in order (migrations.dir); refuses while anything is dirty or drifted."""
     from ops.core import output
 
     def progress(f, n, total):
         if not json:
-            output.info(f"applying {f.id} ({n + 1}/{total}, {len(f.statements)} statements)")
+            output.info(f"applying {f.id} ({n + 1}/{total}, {output.plural(len(f.statements), 'statement')})")
 
-    result = _migrations().migrate(to=to, dry_run=dry_run, resume=resume, progress=progress)
+    result = _migrations().migrate(to=to, dry_run=dry_run, resume=resume, progress=progress,
+                                   undo_on_failure=undo_on_failure)
     if json:
         return output.print_json(result)
     if dry_run:
         _print_plan(result["plan"], "would apply")
-        return output.info(f"{len(result['plan'])} migration(s) would be applied; nothing was changed")
+        return output.info(f"{output.plural(len(result['plan']), 'migration')} would be applied; nothing was changed")
     if not result["applied"]:
         return output.info("nothing to apply: every migration is applied")
-    output.info(f"applied {len(result['applied'])} migration(s): {', '.join(result['applied'])}")
+    output.info(f"applied {output.plural(len(result['applied']), 'migration')}: {', '.join(result['applied'])}")
 
 
-@task(help={"json": "print as JSON", "check": "exit 1 when anything is pending, dirty or drifted (for CI and deploys)"})
+@task(help={"json": "print as JSON (a list of migrations; a failure: {error, migrations})",
+            "check": "exit 1 when anything is pending, dirty or drifted (for CI and deploys); migrations the "
+                     "database is ahead with (applied, no file in this release) only warn"})
 def status(c, json=False, check=False):
-    """Every migration with its state (applied, pending, dirty, drifted), when and by whom it was applied."""
+    """Every migration with its state (applied, pending, dirty, drifted, ahead), when and by whom it was applied."""
     from ops.core import output
     from ops.core.errors import WorkFailed
+    from ops.migrations.checks import ahead_message
 
     rows = _migrations().status()
+    bad = [r for r in rows if r["state"] not in ("applied", "ahead")] if check else []
+    if bad:
+        failed = WorkFailed(f"{output.plural(len(bad), 'migration')} not applied cleanly: "
+                            + ", ".join(f"{r['id']} ({r['state']})" for r in bad[:5]),
+                            hint="run: inv db.migrate" if all(r["state"] == "pending" for r in bad)
+                            else "see: inv db.validate")
+        failed.details = {"migrations": rows}  # with --json, the one JSON document printed
+        if not json:
+            _print_status(rows)
+        raise failed
     if json:
-        output.print_json(rows)
-    else:
-        output.print_table([(r["id"], r["state"], r["applied_at"] or "", r["applied_by"] or "", r["note"])
-                            for r in rows], ["migration", "state", "applied", "by", "note"])
-        counts = {}
-        for r in rows:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
-        output.info(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
-    if check:
-        bad = [r for r in rows if r["state"] != "applied"]
-        if bad:
-            raise WorkFailed(f"{len(bad)} migration(s) not applied cleanly: "
-                             + ", ".join(f"{r['id']} ({r['state']})" for r in bad[:5]),
-                             hint="run: inv db.migrate")
+        return output.print_json(rows)
+    _print_status(rows)
+    ahead = [r["id"] for r in rows if r["state"] == "ahead"]
+    if ahead:
+        them = "it" if len(ahead) == 1 else "them"
+        output.info(f"warning: {ahead_message(ahead)} (a newer release applied {them}; inv db.rollback undoes "
+                    f"{them}, if needed)")
+
+
+def _print_status(rows):
+    from ops.core import output
+
+    output.print_table([(r["id"], r["state"], r["applied_at"] or "", r["applied_by"] or "", r["note"])
+                        for r in rows], ["migration", "state", "applied", "by", "note"])
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    output.info(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
 
 
 @task(help={"name": "what the migration does, e.g. add_events_table (lowercase, digits, _)",
@@ -209,11 +236,13 @@ def rollback(c, count=None, to=None, statements=None, allow_empty=False, dry_run
         output.info(f"warning: the rollback of {item['id']} {'would run' if dry_run else 'ran'} nothing (its rollback "
                     f"file has no statements){stays}")
     if dry_run:
-        return output.info(f"{len(result['plan'])} migration(s) would be rolled back; nothing was changed")
+        return output.info(f"{output.plural(len(result['plan']), 'migration')} would be rolled back; nothing was "
+                           "changed")
     output.info(f"rolled back {', '.join(result['rolled_back'])}")
 
 
-@task(help={"json": "print the findings as JSON", "no_sql": "skip the engine's syntax check of pending migrations"})
+@task(help={"json": "print the findings as JSON (with errors: {error, findings})",
+            "no_sql": "skip the engine's syntax check of pending migrations"})
 def validate(c, json=False, no_sql=False):
     """Check migrations: drift, duplicates, conflicts, cycles, unknown depends, rollback files, SQL syntax."""
     from ops.core import output
@@ -221,15 +250,18 @@ def validate(c, json=False, no_sql=False):
 
     findings = _migrations().validate(check_sql=not no_sql)
     errors = [f for f in findings if f["level"] == "error"]
-    if json:
+    if errors:
+        failed = WorkFailed(f"{output.plural(len(errors), 'error')} in migrations")
+        failed.details = {"findings": findings}  # with --json, the one JSON document printed
+    if json and not errors:
         output.print_json(findings)
-    elif findings:
+    elif findings and not json:
         output.print_table([(f["level"], f["check"], f["migration"], f["message"]) for f in findings],
                            ["level", "check", "migration", "message"])
-    else:
+    elif not findings:
         output.info("migrations are valid")
     if errors:
-        raise WorkFailed(f"{len(errors)} error(s) in migrations")
+        raise failed
 
 
 @task(help={"migration": "only this migration (id or number)", "json": "print as JSON"})
@@ -263,8 +295,9 @@ def mark(c, migration, through=False, dry_run=False, json=False):
         if not ids:
             return output.info(f"every migration up to {migration} is already applied; nothing changed")
         shown = ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]}"
-        return output.info(f"would mark {len(ids)} migration(s) applied ({shown}); nothing was changed" if dry_run
-                           else f"marked {len(ids)} migration(s) applied ({shown})")
+        n = output.plural(len(ids), "migration")
+        return output.info(f"would mark {n} applied ({shown}); nothing was changed" if dry_run
+                           else f"marked {n} applied ({shown})")
     changed = _migrations().mark(migration, dry_run=dry_run)
     if json:
         return output.print_json({"marked": [migration] if changed else [], "dry_run": dry_run})
@@ -339,7 +372,8 @@ def import_(c, directory, from_=None, adopt=False, table=None, dry_run=False, js
         output.info(f"note: {note}")
     _print_variables(rows)
     written = sum(r["action"] == "write" for r in rows)
-    output.info(f"{'would write' if dry_run else 'wrote'} {written} migration(s); {len(rows) - written} already imported")
+    output.info(f"{'would write' if dry_run else 'wrote'} {output.plural(written, 'migration')}; "
+                f"{len(rows) - written} already imported")
     if adopt:
         _print_adoption(result["adoption"], dry_run)
 
@@ -367,13 +401,14 @@ def _print_adoption(plan, dry_run):
     from ops.core import output
 
     if plan["known"]:
-        output.info(f"left {len(plan['known'])} migration(s) as chops' journal has them: {', '.join(plan['known'])}")
+        output.info(f"left {output.plural(len(plan['known']), 'migration')} as chops' journal has them: "
+                    f"{', '.join(plan['known'])}")
     for gap in plan["gaps"]:
         output.info(f"warning: {gap} is pending below migrations recorded applied, which db.validate calls a "
                     f"conflict: apply its statements by hand and run inv db.mark {gap}")
     ids = plan["adopt"] if dry_run else plan["recorded"]
     verb = "would record" if dry_run else "recorded"
-    output.info(f"{verb} {len(ids)} migration(s) as applied from {plan['table']}"
+    output.info(f"{verb} {output.plural(len(ids), 'migration')} as applied from {plan['table']}"
                 + (f" ({ids[0]} … {ids[-1]})" if ids else "") + f"; {len(plan['pending'])} pending"
                 + ("; nothing was changed" if dry_run else ""))
 

@@ -1,2 +1,2 @@
-"""Schema migrations: the files, the journal that decides applied / dirty / drifted, the migrator, the yoyo
+"""Schema migrations: the files, the journal that decides applied / dirty / drifted / ahead, the migrator, the yoyo
 backend, statement splitting and templating, importers of other tools' layouts. Imports ``clickhouse`` and ``core``."""

@@ -10,12 +10,14 @@ never run).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ops.clickhouse.client import brief, first_line
 from ops.core.errors import BadInput
+from ops.core.output import plural, word
 from ops.migrations import objects, sqlsplit, templates
 from ops.migrations.files import MigrationFile, empty_rollback_message, finding, rel
 from ops.migrations.journal import State
@@ -33,9 +35,16 @@ def ways_out(mid: str, operation: str, rollback_file: bool = True, ran: Iterable
         return (f"fix its rollback file and run: inv db.rollback; or, if it is undone already: inv db.unmark {mid}"
                 + keep)
     undo = ("undo what ran: inv db.rollback" if rollback_file or not ran else
-            f"undo statement(s) {', '.join(str(i + 1) for i in ran)} by hand, then: inv db.unmark {mid}")
+            f"undo {word(len(ran), 'statement')} {', '.join(str(i + 1) for i in ran)} by hand, then: "
+            f"inv db.unmark {mid}")
     return (f"fix the file and run: inv db.migrate --resume; or {undo}; "
             f"or, if its effect is already there: inv db.mark {mid}")
+
+
+def repair(operation: str | None, rollback_file: bool) -> str:
+    """The one command that settles a dirty migration (``operation``: the unfinished one), for a script or a deploy:
+    undo what ran when a rollback file says how (the database is then as before it), else finish it."""
+    return "inv db.rollback" if operation == "rollback" or rollback_file else "inv db.migrate --resume"
 
 
 def clean_error(exc: BaseException) -> str:
@@ -48,21 +57,30 @@ def clean_error(exc: BaseException) -> str:
 
 def status_rows(files: list[MigrationFile], states: dict[str, State]) -> list[dict[str, Any]]:
     """``db.status``: every migration on disk (file order), then those only the journal knows, with its state and,
-    when dirty or drifted, a note in words (the error in short; ``error`` keeps it whole)."""
+    when dirty, drifted or ahead, a note in words (the error in short; ``error`` keeps it whole). ``rollback``:
+    whether it has a rollback file (here, or one the journal stored when it was applied); ``repair``: for a dirty
+    one, the command that settles it (:func:`repair`)."""
     by_id = {f.id: f for f in files}
     rows = []
     for mid in list(by_id) + sorted(set(states) - set(by_id)):
         st, f = states[mid], by_id.get(mid)
         note = ""
         if st.state == "dirty":
-            note = (f"{st.operation} stopped after {len(st.done)} of {len(f.statements) if f else '?'} statements"
+            of = (f.rollback_statements if st.operation == "rollback" else f.statements) if f else None
+            note = (f"{st.operation} stopped after {len(st.done)} of "
+                    f"{plural(len(of), 'statement') if of is not None else '? statements'}"
                     + (f"; statement {st.failed_statement + 1} failed: {brief(st.error or '')}"
                        if st.failed_statement is not None else "; the process was interrupted"))
         elif st.state == "drifted":
-            note = "file missing" if f is None else "file changed after it was applied"
+            note = "file changed after it was applied"
+        elif st.state == "ahead":
+            note = "applied, file not in this release" + ("" if st.rollback_sql else
+                                                          " (applied before chops stored rollback SQL)")
+        rollback = bool(f.rollback_path) if f else bool(st.rollback_sql and json.loads(st.rollback_sql).get("file"))
         rows.append({"id": mid, "state": st.state, "applied_at": st.applied_at, "applied_by": st.applied_by,
-                     "statements": len(f.statements) if f else None, "rollback": bool(f and f.rollback_path),
-                     "note": note, "error": st.error})
+                     "statements": len(f.statements) if f else None, "rollback": rollback,
+                     "note": note, "error": st.error,
+                     "repair": repair(st.operation, rollback) if st.state == "dirty" else None})
     return rows
 
 
@@ -79,15 +97,24 @@ def markable(chosen: list[MigrationFile], states: dict[str, State]) -> list[Migr
     return [f for f in chosen if states[f.id].state == "pending"]
 
 
+def ahead_message(ids: list[str]) -> str:
+    """The warning about migrations the database has applied and this tree has no file of."""
+    files = "file" if len(ids) == 1 else "files"
+    return f"database is ahead of this release: {', '.join(ids)} applied, {files} not in this release"
+
+
 def state_findings(files: list[MigrationFile], states: dict[str, State]) -> list[dict[str, str]]:
-    """Drifted and dirty migrations, and pending ones numbered before an applied one (conflicts): errors."""
+    """Drifted and dirty migrations, and pending ones numbered before an applied one (conflicts): errors.
+    A migration the database is ahead with (applied, no file here): a warning."""
     found = []
     applied = [f for f in files if states[f.id].state in ("applied", "drifted")]
+    for mid in sorted(st.id for st in states.values() if st.state == "ahead"):
+        found.append(finding("warning", "ahead", mid, ahead_message([mid]) + " (a newer release applied it; "
+                             "it stays, or inv db.rollback undoes it)"))
     for st in states.values():
         if st.state == "drifted":
-            what = "changed after it was applied" if any(f.id == st.id for f in files) else "is missing on disk"
-            found.append(finding("error", "drift", st.id,
-                                 f"{st.id} {what} (restore it, or write a new migration for the change)"))
+            found.append(finding("error", "drift", st.id, f"{st.id} changed after it was applied (restore it, or "
+                                 "write a new migration for the change)"))
         elif st.state == "dirty":
             found.append(finding("error", "dirty", st.id, f"{st.id} is dirty: {st.operation} did not finish" + (
                 f" (statement {st.failed_statement + 1}: {brief(st.error or '')})"

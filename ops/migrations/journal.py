@@ -6,9 +6,17 @@ bookkeeping (``mark``/``unmark`` and its ``log`` lines, see ``ops.migrations.yoy
 same table. :func:`fold` reads those events in order and is the only place chops decides that a migration is:
 
 * ``applied``: its latest completed operation applied or marked it, and the file's checksum is unchanged;
-* ``drifted``: applied, but the file on disk is not what was applied (or it is gone);
+* ``drifted``: applied, but the file on disk is not what was applied;
+* ``ahead``: applied, and this tree has no file of that id (the database is ahead of this release: a newer one
+  applied it); a warning, not drift;
 * ``dirty``: an attempt began and did not finish (a statement failed, or the process died);
 * ``pending``: never applied, or rolled back.
+
+The ``begin`` event of an apply (and the ``done`` of a mark) also stores the migration as it runs (``sql``) and its
+rollback file as it would run then (``rollback_sql``, both rendered; ``ops.migrations.stored``), so a release
+whose tree lacks the file can still undo it, applied or left dirty. A journal made before these two columns existed
+gets them when a writer next takes the lock (:func:`evolve_sql`); its old events have neither, and readers take
+every column there is (``SELECT *``).
 
 On a server every event is inserted as it happens. On the embedded engine a run's events go through a write-ahead
 file and reach the table in one INSERT at the end (:class:`PendingEvents`); a run killed mid-way leaves the file,
@@ -32,13 +40,13 @@ from ops.core.timefmt import parse_micro, stamp, stamp_micro, utc_now
 LOG_TABLE = "_chops_migration_log"
 
 COLUMNS = ("id", "attempt_id", "migration_id", "migration_hash", "operation", "event", "statement",
-           "statement_sha", "checksum", "error", "username", "hostname", "pid", "command", "created_at_utc")
+           "statement_sha", "checksum", "error", "username", "hostname", "pid", "command", "created_at_utc",
+           "sql", "rollback_sql")
+ADDED_COLUMNS = ("sql", "rollback_sql")  # String columns added after the first journals were made
 
-_EVENTS_SQL = (
-    "SELECT toString(id) AS id, attempt_id, migration_id, operation, event, statement, statement_sha, "
-    f"checksum, error, username, hostname, pid, command, created_at_utc FROM {LOG_TABLE} "
-    "ORDER BY created_at_utc, statement"
-)
+# every column there is (a journal made before ADDED_COLUMNS lacks them), the id as text, not the id's hash
+_EVENTS_SQL = (f"SELECT * EXCEPT (migration_hash) REPLACE (toString(id) AS id) FROM {LOG_TABLE} "
+               "ORDER BY created_at_utc, statement")
 
 
 def log_table_sql(cluster: str | None, replicated: bool) -> str:
@@ -51,11 +59,21 @@ def log_table_sql(cluster: str | None, replicated: bool) -> str:
         "operation LowCardinality(String), event LowCardinality(String), "
         "statement UInt32, statement_sha String, checksum String, error String, "
         "username String, hostname String, pid UInt32, command String, "
-        "created_at_utc DateTime64(6, 'UTC')"
+        "created_at_utc DateTime64(6, 'UTC'), sql String, rollback_sql String"
         f") ENGINE = {engine} ORDER BY (migration_id, created_at_utc, statement)"
         # small parts in one file each: an append of a few events costs half as much (measured on chDB)
         " SETTINGS min_bytes_for_full_part_storage = 10485760"
     )
+
+
+def evolve_sql(cluster: str | None, present: set[str]) -> str | None:
+    """The ALTER that adds the columns a journal made by an older chops lacks (``present``: its columns), or None."""
+    missing = [c for c in ADDED_COLUMNS if c not in present]
+    if not missing:
+        return None
+    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
+    return (f"ALTER TABLE {LOG_TABLE}{on_cluster} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {c} String" for c in missing))
 
 
 # --- the fold -------------------------------------------------------------------------------------------------------
@@ -65,7 +83,7 @@ class State:
     """What the journal says about one migration."""
 
     id: str
-    state: str = "pending"  # pending | applied | drifted | dirty
+    state: str = "pending"  # pending | applied | drifted | ahead | dirty
     applied_at: str | None = None
     applied_by: str | None = None
     checksum: str | None = None
@@ -77,6 +95,10 @@ class State:
     error: str | None = None
     # when the completed operation that applied it finished (None: its latest completed one did not apply it)
     applied_time: datetime | None = None
+    # the migration and its rollback as stored by the apply that began it (or the mark that recorded it), rendered
+    # as they ran ("": not stored, ops.migrations.stored)
+    sql: str = ""
+    rollback_sql: str = ""
 
     def take(self, e: Mapping[str, Any]) -> None:
         """Move on by one journal event (``log`` lines are yoyo's and change nothing)."""
@@ -85,6 +107,8 @@ class State:
                 self.done = {}  # a new attempt; a resumed one keeps what ran before
             self.state, self.operation, self.attempt_id = "dirty", e["operation"], e["attempt_id"]
             self.failed_statement, self.error = None, None
+            if e["operation"] == "apply":  # what it runs, stored as it begins: undoable even if it never ends
+                self.sql, self.rollback_sql = e.get("sql") or "", e.get("rollback_sql") or ""
         elif e["event"] == "statement":
             self.done[int(e["statement"])] = e["statement_sha"]
         elif e["event"] == "failed":
@@ -94,26 +118,34 @@ class State:
                 self.state, self.checksum = "applied", e["checksum"] or None
                 self.applied_at, self.applied_time = stamp(e["created_at_utc"]), e["created_at_utc"]
                 self.applied_by = f"{e['username']}@{e['hostname']}"
+                if e["operation"] == "mark":  # an apply stored them in its begin
+                    self.sql, self.rollback_sql = e.get("sql") or "", e.get("rollback_sql") or ""
             else:
                 self.state, self.checksum, self.applied_at, self.applied_by = "pending", None, None, None
-                self.applied_time = None
+                self.applied_time, self.sql, self.rollback_sql = None, "", ""
             self.operation, self.attempt_id, self.done = None, None, {}
             self.failed_statement, self.error = None, None
 
 
 def fold(events: Iterable[Mapping[str, Any]], on_disk: Mapping[str, str] | None = None) -> dict[str, State]:
     """The state of every migration, from the journal's events in order: the one place chops decides applied,
-    dirty and drifted. ``on_disk`` ({id: checksum} of the migration files, in file order) adds the migrations that
-    never ran and tells drift; without it (yoyo's question: it knows no files) nothing is found drifted."""
+    dirty, drifted and ahead. ``on_disk`` ({id: checksum} of the migration files, in file order) adds the migrations
+    that never ran, tells drift (same id, different content) and ahead (applied, no file of that id), and leaves
+    out what only the journal knows and is not applied (rolled back or unmarked: nothing to this tree); without it
+    (yoyo's question: it knows no files) nothing is found drifted or ahead."""
     states: dict[str, State] = {mid: State(mid) for mid in on_disk or ()}
     for e in events:
         if e["event"] != "log":
             states.setdefault(e["migration_id"], State(e["migration_id"])).take(e)
-    if on_disk is not None:
-        for st in states.values():
-            if st.state == "applied" and (st.id not in on_disk or (st.checksum and st.checksum != on_disk[st.id])):
-                st.state = "drifted"
-    return states
+    if on_disk is None:
+        return states
+    for st in states.values():
+        if st.state == "applied" and st.id not in on_disk:
+            st.state = "ahead"
+        elif st.state == "applied" and st.checksum and st.checksum != on_disk[st.id]:
+            st.state = "drifted"
+    # one only the journal knows and that is not applied (rolled back, unmarked) is nothing to this tree
+    return {mid: st for mid, st in states.items() if mid in on_disk or st.state != "pending"}
 
 
 def completed_applied(states: Mapping[str, State]) -> list[str]:
@@ -160,13 +192,14 @@ def _event_time() -> str:
 
 
 def event_row(migration_id: str, checksum: str, operation: str, event: str, attempt: str, statement: int = 0,
-              statement_sha: str = "", error: str = "") -> dict[str, Any]:
+              statement_sha: str = "", error: str = "", sql: str = "", rollback_sql: str = "") -> dict[str, Any]:
     """One journal event of this process, as the row :meth:`PendingEvents.write` takes. ``error`` is ClickHouse's
-    message, kept whole (the one-line error shows a short form; ``db.history`` shows this)."""
+    message, kept whole (the one-line error shows a short form; ``db.history`` shows this). ``sql`` and
+    ``rollback_sql``: what the ``begin`` of an apply and the ``done`` of a mark store (``ops.migrations.stored``)."""
     me = _me()
     values = [str(uuid.uuid4()), attempt, migration_id, hashlib.sha256(migration_id.encode()).hexdigest(),
               operation, event, statement, statement_sha, checksum, error, me.user, me.host, me.pid,
-              me.command, _event_time()]
+              me.command, _event_time(), sql, rollback_sql]
     return dict(zip(COLUMNS, values))
 
 

@@ -5,7 +5,10 @@
 
 * ``ops.migrations.files``: the files, their statements, checksums and cluster templating;
 * ``ops.migrations.journal``: the journal table, its write-ahead file, and the one fold that decides whether a
-  migration is applied, drifted, dirty or pending;
+  migration is applied, drifted, ahead (applied, no file here), dirty or pending;
+* ``ops.migrations.stored``: what the journal stores of each applied migration, so a release without its file
+  can undo it;
+* ``ops.migrations.rollback``: rollbacks, the undo of a dirty migration, and of a failed one (``undo_on_failure``);
 * ``ops.migrations.yoyo_backend``: yoyo's order and the migration lock;
 * ``ops.migrations.checks``: what validate finds, status in words, and the ways out of a dirty migration;
 * ``ops.migrations.interrupts``: SIGTERM and Ctrl-C stop a run between two statements.
@@ -16,7 +19,9 @@ killed run's write-ahead file; an operation that writes reads it again under the
 
 A dirty migration stops ``db.migrate``; ``db.migrate --resume`` continues from the first unfinished statement once
 the file is fixed (statements that already ran must be unchanged), ``db.rollback`` undoes the statements that ran,
-and ``db.mark`` records it as applied when its effect is there.
+and ``db.mark`` records it as applied when its effect is there. ``db.migrate --undo-on-failure`` runs that undo
+at once, under the same lock, when a statement fails. A migration the database is ahead with stays applied and
+warns; ``db.rollback`` undoes it from what the journal stored.
 
 On a server, journal writes are batched so that each migration costs one insert beyond its own statements: a
 statement's ``statement`` event, the migration's ``done`` and the next migration's ``begin`` travel in one INSERT.
@@ -35,19 +40,21 @@ from ops.clickhouse.client import brief, connect, target
 from ops.core import pidfile
 from ops.core.errors import BadInput, WorkFailed
 from ops.core.timefmt import stamp_micro
-from ops.migrations import checks, effects
+from ops.migrations import checks, effects, stored
 from ops.migrations.checks import clean_error as _clean_error, ways_out
-from ops.migrations.files import (MigrationFile, check_files, cluster_of, created_objects, finding, new_files,
-                                  read_files, rel, render, sha)
+from ops.migrations.files import (MigrationFile, check_files, cluster_of, finding, new_files, read_files, rel,
+                                  render)
 from ops.migrations.interrupts import StopRequest, Stopped
 from ops.migrations.repairs import Repairs
+from ops.migrations.rollback import Rollbacks
+from ops.migrations.stored import StoredStatement
 from ops.migrations.journal import PendingEvents, State, event_row, fold, read_events
 from ops.migrations.yoyo_backend import ClickHouseBackend, ordered_files
 
 __all__ = ["MigrationFile", "Migrations", "State", "Stopped"]
 
 
-class Migrations(Repairs):
+class Migrations(Rollbacks, Repairs):
     """The migrations of one directory against one database."""
 
     def __init__(self, settings, db=None, notify: Callable[[str], None] | None = None):
@@ -66,6 +73,9 @@ class Migrations(Repairs):
         return read_files(self.directory, self.settings.root)
 
     def render(self, statement: Any, path: Path) -> str:
+        """A statement of the file at ``path`` as it runs here (one the journal stored ran rendered already)."""
+        if isinstance(statement, StoredStatement):
+            return statement.text
         return render(statement, self.cluster, path, self.settings.root, embedded=self.embedded,
                       variables=self.settings.get("migrations.variables"))
 
@@ -149,8 +159,13 @@ class Migrations(Repairs):
 
     def _event_row(self, f: MigrationFile | str, operation: str, event: str, attempt: str, statement: int = 0,
                    statement_sha: str = "", error: str = "") -> dict[str, Any]:
+        """One journal event about ``f``; the ``begin`` of an apply and the ``done`` of a mark store ``f`` and its
+        rollback as they run here (``ops.migrations.stored``), so a release without the file can undo it."""
         mid, checksum = (f, "") if isinstance(f, str) else (f.id, f.checksum)
-        return event_row(mid, checksum, operation, event, attempt, statement, statement_sha, error)
+        sql = rollback_sql = ""
+        if (operation, event) in (("apply", "begin"), ("mark", "done")) and isinstance(f, MigrationFile):
+            sql, rollback_sql = stored.record(f, self.render, self.settings.root)
+        return event_row(mid, checksum, operation, event, attempt, statement, statement_sha, error, sql, rollback_sql)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         """Record journal events (``ops.migrations.journal.PendingEvents.write``). Every statement's event is
@@ -235,16 +250,21 @@ class Migrations(Repairs):
         return ordered_files([f for f in files if states[f.id].state in ("applied", "drifted")])[::-1]
 
     def migrate(self, to: str | None = None, dry_run: bool = False, resume: bool = False,
-                progress: Callable[[MigrationFile, int, int], None] | None = None) -> dict[str, Any]:
-        """Apply pending migrations in order (up to and including ``to``). Returns what was (or would be) done.
-        The plan is made again under the lock (after a replay; another applier may have finished meanwhile)."""
+                progress: Callable[[MigrationFile, int, int], None] | None = None,
+                undo_on_failure: bool = False) -> dict[str, Any]:
+        """Apply pending migrations in order (up to and including ``to``). Returns what was (or would be) done,
+        and the migrations the database is ahead with (applied, no file here: they stay). The plan is made again
+        under the lock (after a replay; another applier may have finished meanwhile). ``undo_on_failure``: a
+        migration whose statement fails is undone at once (:meth:`undo_failed`), so the database ends clean."""
         files = self.files()
-        plan = self._migrate_plan(files, self.states(files), to, resume)
+        states = self.states(files)
+        plan = self._migrate_plan(files, states, to, resume)
         self._refuse_bad_sql(plan)
+        ahead = self._tell_ahead(plan, states)
         checked = {f.id for f in plan}
         if dry_run or not plan:
-            return {"applied": [], "plan": self._rendered(plan), "dry_run": dry_run}
-        applied = []
+            return {"applied": [], "plan": self._rendered(plan), "dry_run": dry_run, "ahead": ahead}
+        applied: list[str] = []
         with self._locked():
             plan = self._migrate_plan(files, self.states(files), to, resume)
             self._refuse_bad_sql([f for f in plan if f.id not in checked])
@@ -253,10 +273,33 @@ class Migrations(Repairs):
                 pidfile.working(self.settings, "db.migrate", f.id, progress=f"{n}/{len(plan)}")
                 if progress:
                     progress(f, n, len(plan))
-                pending_event = self._apply_one(f, pending_event, resume=resume and n == 0)
+                try:
+                    pending_event = self._apply_one(f, pending_event, resume=resume and n == 0)
+                except WorkFailed as exc:
+                    details = getattr(exc, "details", None)
+                    if details is None:
+                        raise
+                    details["applied"] = list(applied)
+                    if undo_on_failure:
+                        raise self.undo_failed(f, exc, files) from None
+                    raise
                 applied.append(f.id)
             self._write(pending_event)
-        return {"applied": applied, "plan": self._rendered(plan), "dry_run": False}
+        return {"applied": applied, "plan": self._rendered(plan), "dry_run": False, "ahead": ahead}
+
+    def _tell_ahead(self, plan: list[MigrationFile], states: dict[str, State]) -> list[str]:
+        """Say which migrations the database is ahead with (they stay applied), and which pending ones are
+        numbered below one of them (they are applied all the same); returns the ahead ones."""
+        ahead = sorted(st.id for st in states.values() if st.state == "ahead")
+        if not ahead:
+            return []
+        self.notify(checks.ahead_message(ahead) + ("; it stays applied" if len(ahead) == 1 else "; they stay applied"))
+        top = max(ahead, key=lambda mid: (stored.id_number(mid), mid))
+        below = [f.id for f in plan if f.number <= stored.id_number(top)]
+        if below:
+            self.notify(f"{', '.join(below)} {'is' if len(below) == 1 else 'are'} pending and not numbered after "
+                        f"{top}, which is applied already: applied all the same")
+        return ahead
 
     def _migrate_plan(self, files: list[MigrationFile], states: dict[str, State], to: str | None,
                       resume: bool) -> list[MigrationFile]:
@@ -292,9 +335,13 @@ class Migrations(Repairs):
         and the sentences that name a fix (the journal keeps it whole), and every way out."""
         short = brief(error)
         whole = "" if short == error else f"; the whole message: inv db.history {f.id}"
-        return WorkFailed(f"{rel(f.path, self.settings.root)} statement {index + 1} of {len(f.statements)} "
-                          f"(line {f.statements[index].line}) failed: {short}; {f.id} is now dirty",
-                          hint=ways_out(f.id, "apply", f.rollback_path is not None, range(index)) + whole)
+        hint = ways_out(f.id, "apply", f.rollback_path is not None, range(index))
+        failed = WorkFailed(f"{rel(f.path, self.settings.root)} statement {index + 1} of {len(f.statements)} "
+                            f"(line {f.statements[index].line}) failed: {short}; {f.id} is now dirty",
+                            hint=hint + whole)
+        failed.details = {"migration": f.id, "statement": index + 1, "undone": False, "state": "dirty",
+                          "repair": checks.repair("apply", f.rollback_path is not None), "ways_out": hint}
+        return failed
 
     def _refuse_on_errors(self, files: list[MigrationFile], states: dict[str, State], allow_dirty: bool) -> None:
         findings = [x for x in self.validate(check_sql=False, files=files, states=states) if x["level"] == "error"
@@ -303,8 +350,12 @@ class Migrations(Repairs):
             return
         first = findings[0]
         if first["check"] == "dirty":
-            raise WorkFailed(f"{first['message']}; refusing to go on",
-                             hint=self._ways_out(first["migration"], files, states))
+            row = next(r for r in checks.status_rows(files, states) if r["id"] == first["migration"])
+            hint = self._ways_out(row["id"], files, states)
+            refused = WorkFailed(f"{first['message']}; refusing to go on", hint=hint)
+            refused.details = {"migration": row["id"], "statement": None, "undone": False, "state": "dirty",
+                               "repair": row["repair"], "ways_out": hint, "applied": []}
+            raise refused
         more = f" (and {len(findings) - 1} more: inv db.validate)" if len(findings) > 1 else ""
         raise BadInput(first["message"] + more, hint="nothing was applied")
 
@@ -352,180 +403,6 @@ class Migrations(Repairs):
                 carry = [row]
         return (carry if f.statements else []) + [self._event_row(f, "apply", "done", attempt)]
 
-    # --- rollback ------------------------------------------------------------------------------------------------
-
-    def rollback_plan(self, count: int | None = None, to: str | None = None, files: list[MigrationFile] | None = None,
-                      states: dict[str, State] | None = None,
-                      statements: list[int] | None = None) -> list[tuple[MigrationFile, list[Any]]]:
-        """What a rollback would run: (migration, rollback statements in order) newest first, from :meth:`states`
-        (or ``states``): a dirty migration first (its undo; ``statements``: the rollback statements that undo it,
-        chosen by number), then applied ones, each once."""
-        if count is not None and to is not None:
-            raise BadInput("give --count or --to, not both")
-        if count is not None and count < 1:
-            raise BadInput(f"--count must be at least 1, got {count}")
-        files = self.files() if files is None else files
-        by_id = {f.id: f for f in files}
-        states = self.states(files) if states is None else states
-        target = self._resolve(files, to)
-        dirty = [st for st in states.values() if st.state == "dirty"]
-        chosen: list[tuple[MigrationFile, list[Any]]] = []
-        for st in dirty:
-            f = by_id.get(st.id)
-            if f is None:
-                raise BadInput(f"{st.id} is dirty but its file is gone; repair with: inv db.unmark {st.id}")
-            chosen.append((f, self._undo_statements(f, st, statements)))
-        if statements and len(dirty) != 1:
-            raise BadInput("--statements chooses the rollback statements that undo the dirty migration, and "
-                           + ("none is dirty" if not dirty else f"{len(dirty)} are"), hint="see: inv db.status")
-        if dirty and count is None and to is None:
-            return chosen
-        applied = self._applied(files, states)
-        missing = [st.id for st in states.values() if st.state == "drifted" and st.id not in by_id]
-        if missing:
-            raise BadInput(f"{missing[0]} is applied but its file is gone; restore it or run: inv db.unmark {missing[0]}")
-        if target is not None:
-            if target.id not in [f.id for f in applied]:
-                raise BadInput(f"{target.id} is not applied; nothing to roll back to")
-            applied = applied[: [f.id for f in applied].index(target.id)]
-        else:
-            applied = applied[: max(0, (count or 1) - len(chosen))]
-        for f in applied:
-            if f.rollback_path is None:
-                raise BadInput(f"{f.id} has no rollback file; write {f.id}.rollback.sql or run: inv db.unmark {f.id}")
-            chosen.append((f, list(f.rollback_statements)))
-        if not chosen:
-            raise BadInput("nothing to roll back: no migration is applied" if target is None
-                           else f"nothing is applied after {target.id}")
-        return chosen
-
-    # long: one decision read top to bottom: chosen statements, an interrupted rollback, then pairing what ran
-    def _undo_statements(self, f: MigrationFile, st: State, chosen: list[int] | None = None) -> list[Any]:
-        """For a dirty migration, the rollback statements that undo what ran (``ops.migrations.effects.pair_undo``):
-        those that reverse a statement that ran, newest first; the statement a killed run left unrecorded counts as
-        ran when its change is in the catalog (one that failed did not: ClickHouse said so). ``chosen``
-        (rollback-file numbers from 1, run in that order) picks them instead. An interrupted rollback goes on with
-        what is left of its file, less what is in effect.
-        Refuses, listing the rollback statements, when they cannot be paired."""
-        told = vars(self).setdefault("_undo_told", set())  # the plan is made twice: before the lock and under it
-
-        def tell(message: str) -> None:
-            if message not in told:
-                told.add(message)
-                self.notify(message)
-
-        path, undo, n = f.rollback_path or f.path, f.rollback_statements, len(f.statements)
-        shown = rel(path, self.settings.root)
-        if chosen is not None:
-            wrong = [k for k in chosen if not 1 <= k <= len(undo) or chosen.count(k) > 1]
-            if wrong:
-                raise BadInput(f"--statements {wrong[0]}: name each of the {len(undo)} statements of {shown} at most "
-                               "once, by its number")
-            return [undo[k - 1] for k in chosen]
-        if st.operation == "rollback":  # finish an interrupted rollback: the rest of the file, less what is in effect
-            left = [i for i in range(len(undo)) if i not in st.done]
-            keep = []
-            for i, found in zip(left, effects.read_effects(self.db, [self.render(undo[i], path) for i in left])):
-                state, why = effects.presence(self.db, found)
-                if state is effects.Presence.IN_EFFECT:
-                    tell(f"{shown} statement {i + 1} is in effect already ({why}): not run")
-                else:
-                    keep.append(undo[i])
-            return keep
-        found = effects.read_effects(self.db, [self.render(s, f.path) for s in f.statements]
-                                     + [self.render(s, path) for s in undo])
-        applied, reverse, ran = found[:n], found[n:], set(st.done)
-        unfinished = min(set(range(n)) - ran, default=None)
-        if unfinished is not None and st.failed_statement is None:  # killed, not failed: it may have taken effect
-            state, why = effects.presence(self.db, applied[unfinished])
-            if state in (effects.Presence.IN_EFFECT, effects.Presence.PARTLY):
-                ran.add(unfinished)
-                tell(f"{rel(f.path, self.settings.root)} statement {unfinished + 1} has no journal record but is "
-                     f"{state.value} ({why}): undone as if it ran")
-        if not ran:
-            return []
-        if f.rollback_path is None:
-            raise BadInput(f"{f.id} is dirty and has no rollback file; undo statements "
-                           f"{', '.join(str(i + 1) for i in sorted(ran))} by hand, then run: inv db.unmark {f.id}")
-        try:
-            plan = effects.pair_undo(applied, reverse, ran)
-        except effects.Unpaired as exc:
-            for line in effects.listing(f.id, shown, [s.text for s in undo], applied, reverse, ran):
-                self.notify(line)
-            raise BadInput(f"{f.id}: cannot tell which rollback statements undo the statements that ran: "
-                           f"{exc.reasons[0]}", hint="choose them from the list above, in the order to run: "
-                           "inv db.rollback --statements N,M") from None
-        for i in plan.unreversed:
-            tell(f"{rel(f.path, self.settings.root)} statement {i + 1} ran and no statement of {shown} undoes it: "
-                 "it stays")
-        return [undo[j] for j in plan.order]
-
-    def rollback(self, count: int | None = None, to: str | None = None, dry_run: bool = False,
-                 statements: list[int] | None = None, allow_empty: bool = False) -> dict[str, Any]:
-        """Roll back applied migrations newest first, or undo what ran of a dirty one (:meth:`rollback_plan`). The
-        plan is made again under the lock from the journal as it is then, so the dry run shows what runs.
-        ``ran_nothing`` names the migrations whose rollback file has no statements, and the objects they leave; one
-        that does not say it has nothing to undo (``-- chops: nothing to undo``) is refused without ``allow_empty``."""
-        files = self.files()
-        states = self.states(files)
-        plan = self.rollback_plan(count, to, files, states, statements)
-        self._refuse_bad_rollback_sql(plan)
-        if not (dry_run or allow_empty):
-            checks.refuse_empty_rollbacks(plan, states)
-        checked = {f.id for f, _ in plan}
-        if dry_run:
-            return self._rollback_result(plan, states, [], dry_run=True)
-        done = []
-        with self._locked():
-            states = self.states(files)
-            plan = self.rollback_plan(count, to, files, states, statements)
-            self._refuse_bad_rollback_sql([(f, stmts) for f, stmts in plan if f.id not in checked])
-            pidfile.working(self.settings, "db.rollback", ", ".join(f.id for f, _ in plan))
-            for f, undo in plan:
-                self._rollback_one(f, undo, states[f.id])
-                done.append(f.id)
-        return self._rollback_result(plan, states, done, dry_run=False)
-
-    def _rollback_one(self, f: MigrationFile, statements: list[Any], st: State) -> None:
-        """Run ``statements`` of ``f``'s rollback file, journaling each by its place in the file (the statements an
-        interrupted rollback already ran are skipped)."""
-        already = st.done if st.state == "dirty" and st.operation == "rollback" else {}
-        path = f.rollback_path or f.path
-        attempt = str(uuid.uuid4())
-        self._write([self._event_row(f, "rollback", "begin", attempt)])
-        settings = self.statement_settings() or None
-        ran = set(already)
-        for n, stmt in enumerate(statements):
-            index = next((i for i, s in enumerate(f.rollback_statements) if s is stmt), n)
-            if index in already:
-                continue
-            try:
-                self.db.command(self.render(stmt, path), settings=settings)
-            except Exception as exc:
-                error = _clean_error(exc)
-                self._write([self._event_row(f, "rollback", "failed", attempt, index, sha(stmt.text), error)])
-                whole = "" if brief(error) == error else f"; the whole message: inv db.history {f.id}"
-                raise WorkFailed(f"{rel(path, self.settings.root)} statement {index + 1} of "
-                                 f"{len(f.rollback_statements)} (line {stmt.line}) failed: {brief(error)}; "
-                                 f"the rollback of {f.id} did not finish, {f.id} is dirty",
-                                 hint=ways_out(f.id, "rollback", ran=ran) + whole) from None
-            self._write([self._event_row(f, "rollback", "statement", attempt, index, sha(stmt.text))])
-            ran.add(index)
-        self._write([self._event_row(f, "rollback", "done", attempt)])
-
-    def _refuse_bad_rollback_sql(self, plan: list[tuple[MigrationFile, list[Any]]]) -> None:
-        for _, problem in self.rollback_syntax_problems(plan):
-            raise BadInput(problem, hint="nothing was rolled back; fix it (inv db.validate checks every rollback file)")
-
-    def _rollback_result(self, plan: list[tuple[MigrationFile, list[Any]]], states: dict[str, State],
-                         done: list[str], dry_run: bool) -> dict[str, Any]:
-        """What ``rollback`` answers: the plan as it runs (rendered), what was rolled back, and the migrations
-        whose rollback ran (or would run) nothing although they are applied, with what they leave behind."""
-        rendered = [{"id": f.id, "statements": [self.render(s, f.rollback_path or f.path) for s in stmts]}
-                    for f, stmts in plan]
-        nothing = [{"id": f.id, "stays": created_objects(f)} for f, stmts in plan
-                   if not stmts and f.statements and states[f.id].state != "dirty"]
-        return {"rolled_back": done, "plan": rendered, "dry_run": dry_run, "ran_nothing": nothing}
     # --- repairs -------------------------------------------------------------------------------------------------
 
     def break_lock(self, dry_run: bool = False) -> dict | None:

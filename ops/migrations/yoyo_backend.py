@@ -36,7 +36,8 @@ from ops.core.errors import BadInput, LockTimeout
 from ops.core.output import info
 from ops.core.process import Holder
 from ops.core.timefmt import stamp_micro
-from ops.migrations.journal import LOG_TABLE, PendingEvents, completed_applied, fold, log_table_sql, read_events
+from ops.migrations.journal import (LOG_TABLE, PendingEvents, completed_applied, evolve_sql, fold, log_table_sql,
+                                    read_events)
 
 __all__ = ["LOCK_TABLE", "LOG_TABLE", "ClickHouseBackend", "describe", "in_order"]
 
@@ -128,6 +129,12 @@ class ClickHouseBackend(DatabaseBackend):
             return
         replicated = bool(self.cluster)
         self.db.command(log_table_sql(self.cluster, replicated))
+        # A journal an older chops made lacks the columns added since: add them (old events read as "").
+        present = {r["name"] for r in self.db.rows(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+            {"t": LOG_TABLE})}
+        if (alter := evolve_sql(self.cluster, present)) is not None:
+            self.db.command(alter)
         self._internal_schema_updated = True
 
     def journal_exists(self) -> bool:

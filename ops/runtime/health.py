@@ -7,7 +7,8 @@ can be tested without a machine in that state. What fails and what only warns:
 * **database**: unreachable (a full disk too: its lock file cannot be written) → fail. Busy (another chops process
   has the embedded engine open for longer than ``proc.db_wait``) → warn: the engine demonstrably works, it is in
   use; the checks that need it are not run.
-* **migrations**: any pending, dirty or drifted migration → fail.
+* **migrations**: any pending, dirty or drifted migration → fail; applied migrations this release has no file
+  of (the database is ahead of it: a newer release applied them) → warn.
 * **pipelines**: a pipeline module that does not load → fail, naming each with its error (its cron entry would
   fail every time; the other pipelines load and run).
 * **cron**: no entry installed at all → warn, so a fresh install is healthy ("run inv pipeline.schedule --all");
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterable
 from ops.clickhouse.client import connect_existing
 from ops.core.urls import target
 from ops.core.errors import ChopsError, LockTimeout
-from ops.core.output import human_bytes
+from ops.core.output import human_bytes, plural
 from ops.core.timefmt import aware, duration, utc_now
 from ops.migrations.migrator import Migrations
 from ops.pipelines import backfill, cron, ledger
@@ -103,6 +104,11 @@ def migrations_result(rows: list[dict[str, Any]], findings: Iterable[dict[str, s
         problems.append(other[0]["message"] + more)
     if problems:
         return result(name, FAIL, "; ".join(problems))
+    ahead = [r["id"] for r in rows if r["state"] == "ahead"]
+    if ahead:  # a newer release applied them and this one was rolled back to: it runs fine, say so
+        files = "file" if len(ahead) == 1 else "files"
+        return result(name, WARN, f"database is ahead of this release: {', '.join(ahead)} applied, {files} not in "
+                                  f"this release (the other {len(rows) - len(ahead)} applied)")
     return result(name, PASS, f"all {len(rows)} applied, none dirty or drifted")
 
 
@@ -110,9 +116,10 @@ def pipelines_result(names: Iterable[str], errors: dict[str, str]) -> dict[str, 
     """Each module that did not load, with its error (the others load and run)."""
     names = list(names)
     if errors:
-        return result("pipelines", FAIL, f"{len(errors)} pipeline module(s) did not load: "
-                      + "; ".join(sorted(errors.values())) + f" ({len(names)} other pipeline(s) load and run)")
-    return result("pipelines", PASS, f"{len(names)} pipeline(s) load")
+        return result("pipelines", FAIL, f"{plural(len(errors), 'pipeline module')} did not load: "
+                      + "; ".join(sorted(errors.values())) + f" ({plural(len(names), 'other pipeline')} "
+                      + ("loads and runs)" if len(names) == 1 else "load and run)"))
+    return result("pipelines", PASS, f"{plural(len(names), 'pipeline')} load" if len(names) != 1 else "1 pipeline loads")
 
 
 def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_running: bool = True,
@@ -130,7 +137,7 @@ def cron_result(rows: list[dict[str, Any]], broken: Iterable[str] = (), daemon_r
                                   "and not installed again, so no pipeline runs on schedule (if no deploy is running "
                                   "now: inv pipeline.schedule --all, or deploy again)")
     if not any(r["installed"] for r in rows):
-        return result(name, WARN, f"no cron entries; {len(scheduled)} scheduled pipeline(s) run only by hand "
+        return result(name, WARN, f"no cron entries; {plural(len(scheduled), 'scheduled pipeline')} run only by hand "
                                   "(run: inv pipeline.schedule --all)")
     off = [r for r in rows if r["state"] in ("missing", "differs", "stale", "duplicate")]
     if off:
@@ -165,7 +172,7 @@ def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]],
         last = info.get("last_success")
         if last is None:
             if info.get("attempts"):
-                never_ok.append(f"{pipeline} has never succeeded ({info['attempts']} attempt(s), the last "
+                never_ok.append(f"{pipeline} has never succeeded ({plural(info['attempts'], 'attempt')}, the last "
                                 f"{info.get('last_status')})")
             else:
                 never_run.append(pipeline)
@@ -182,7 +189,7 @@ def freshness_result(scheduled: dict[str, str], runs: dict[str, dict[str, Any]],
         return result(name, WARN, f"never run: {', '.join(never_run)} (a fresh install: it runs at its first "
                                   "scheduled time, or now with inv pipeline.run NAME)")
     oldest = max(fresh)
-    return result(name, PASS, f"{len(fresh)} scheduled pipeline(s) succeeded within twice their interval "
+    return result(name, PASS, f"{plural(len(fresh), 'scheduled pipeline')} succeeded within twice their interval "
                               f"(the oldest success: {oldest[1]}, {duration(oldest[0], precise=False)} ago)")
 
 
@@ -235,17 +242,17 @@ def failed_runs_result(attempts: list[dict[str, Any]], now: datetime, window: ti
 
 def _failed_runs_verdict(name: str, failures: list[str], killed: list[str], retrying: list[str],
                          gone: dict[str, int], acknowledged: int, retried: int) -> dict[str, Any]:
-    notes = ([f"{retried} failed run(s) in the last day, each retried successfully"] if retried else []) + \
-            ([f"{acknowledged} failure(s) acknowledged (inv pipeline.history shows by whom)"] if acknowledged else [])
+    notes = ([f"{plural(retried, 'failed run')} in the last day, each retried successfully"] if retried else []) + \
+            ([f"{plural(acknowledged, 'failure')} acknowledged (inv pipeline.history shows by whom)"] if acknowledged else [])
     if failures:
-        return result(name, FAIL, f"{len(failures)} day(s) whose newest run failed in the last day: "
+        return result(name, FAIL, f"{plural(len(failures), 'day')} whose newest run failed in the last day: "
                       + "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "")
                       + " (rerun: inv pipeline.run NAME --date DAY, or inv backfill --rerun-failed; if it needs "
                         "nothing more: inv proc.ack --run-id RUN)")
     warnings = killed + retrying
     if gone:
         warnings.append("failed runs of pipelines that no longer exist: "
-                        + ", ".join(f"{p} ({n} day(s))" for p, n in sorted(gone.items()))
+                        + ", ".join(f"{p} ({plural(n, 'day')})" for p, n in sorted(gone.items()))
                         + f" (acknowledge them: inv proc.ack --pipeline {sorted(gone)[0]})")
     if warnings:
         return result(name, WARN, "; ".join(warnings) + (" (killed and not rerun)" if killed else ""))
@@ -272,7 +279,7 @@ def _done_since(items: list[dict[str, Any]], what: str) -> str:
     done = [i for i in items if i.get("superseded")]
     if not done:
         return ""
-    return (f"; {len(done)} {what} left by a process that died, whose work has succeeded since ("
+    return (f"; {plural(len(done), what)} left by a process that died, whose work has succeeded since ("
             + "; ".join(f"{i['what']}: {i['superseded']}" for i in done[:3]) + (" …" if len(done) > 3 else "")
             + "; inv proc.clean removes them)")
 
@@ -289,7 +296,7 @@ def locks_result(files: list[dict[str, Any]], migration_lock: dict[str, Any] | N
         return result(name, FAIL, "stale: " + "; ".join(problems) + " (run: inv proc.clean)")
     if not_checked:
         return result(name, WARN, f"no stale lock files; the migration lock was not checked: {not_checked}")
-    return result(name, PASS, "no stale locks" + _done_since(files, "lock file(s)"))
+    return result(name, PASS, "no stale locks" + _done_since(files, "lock file"))
 
 
 def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any]:
@@ -298,8 +305,8 @@ def pid_files_result(stale: list[dict[str, Any]], running: int) -> dict[str, Any
     if problems:
         return result("pid files", FAIL, "stale: " + "; ".join(f"{s['what']}: {s['reason']}" for s in problems)
                       + " (run: inv proc.clean)")
-    return result("pid files", PASS, f"{running} chops process(es) running, no stale pid files"
-                  + _done_since(stale, "pid file(s)"))
+    return result("pid files", PASS, f"{plural(running, 'chops process', 'chops processes')} running, no stale pid files"
+                  + _done_since(stale, "pid file"))
 
 
 def staging_result(orphans: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,7 +360,7 @@ def _cron(settings, registry) -> dict[str, Any]:
         scheduled = sum(1 for p in registry.pipelines.values() if p.schedule)
         if not scheduled:
             return result("cron", PASS, "no pipeline has a schedule; nothing to install")
-        return result("cron", WARN, f"cannot read the crontab ({exc.line()}), so {scheduled} scheduled pipeline(s) "
+        return result("cron", WARN, f"cannot read the crontab ({exc.line()}), so {plural(scheduled, 'scheduled pipeline')} "
                                     "run only by hand")
     broken = {module.rsplit(".", 1)[-1] for module in registry.errors}
     return cron_result(rows, broken, daemon_running=cron.daemon_pid() is not None, paused=cron.paused(settings))
@@ -476,7 +483,7 @@ def checks(settings, now: datetime | None = None) -> list[dict[str, Any]]:
 
     try:
         out.append(needs_db("migrations", lambda: _migrations(settings, db)))
-        migrations_ok = out[-1]["status"] == PASS
+        migrations_ok = db is not None and out[-1]["status"] != FAIL  # a warning: only ahead, nothing pending
         out.append(_guarded("pipelines", pipelines))
         if registry:
             out.append(_guarded("cron", lambda: _cron(settings, registry[0])))

@@ -95,7 +95,7 @@ def test_a_failure_superseded_by_a_later_success_passes(env, tmp_path):
     assert checks(env)["failed runs"]["status"] == "fail"
     assert inv("pipeline.run", "flaky", "--date", DAY, env=env).returncode == 0
     found = checks(env)["failed runs"]
-    assert (found["status"], found["reason"]) == ("pass", "1 failed run(s) in the last day, each retried successfully")
+    assert (found["status"], found["reason"]) == ("pass", "1 failed run in the last day, each retried successfully")
 
 
 # --- proc.ack ---------------------------------------------------------------------------------------------------------
@@ -115,9 +115,9 @@ def test_an_acknowledged_failure_passes_until_the_day_fails_again(env, tmp_path)
 
     acked = inv("proc.ack", "--run-id", run_id[:8], "--note", "the source is gone for good", env=env)
     assert acked.returncode == 0, acked.stderr
-    assert "acknowledged 1 failed run(s) as " in acked.stderr and run_id[:8] in acked.stdout
+    assert "acknowledged 1 failed run as " in acked.stderr and run_id[:8] in acked.stdout
     found = checks(env)["failed runs"]
-    assert (found["status"], found["reason"]) == ("pass", "1 failure(s) acknowledged (inv pipeline.history shows by "
+    assert (found["status"], found["reason"]) == ("pass", "1 failure acknowledged (inv pipeline.history shows by "
                                                           "whom)")
     [row] = q(env, f"SELECT acked_by, note, toString(status) AS status FROM run_acks FINAL WHERE run_id = '{run_id}'")
     assert row["acked_by"].endswith(f"@{socket.gethostname()}") and row["note"] == "the source is gone for good"
@@ -155,7 +155,7 @@ def test_failures_of_a_deleted_pipeline_warn_naming_it_and_are_acknowledged_by_n
            f"now64(6) - 60, now64(6), 'gone', '{socket.gethostname()}', 1, 'test')")
     found = checks(env)["failed runs"]
     assert found["status"] == "warn", found
-    assert found["reason"] == ("failed runs of pipelines that no longer exist: old_rollup (1 day(s)) "
+    assert found["reason"] == ("failed runs of pipelines that no longer exist: old_rollup (1 day) "
                                "(acknowledge them: inv proc.ack --pipeline old_rollup)")
     acked = inv("proc.ack", "--pipeline", "old_rollup", "--json", env=env)
     assert acked.returncode == 0, acked.stderr

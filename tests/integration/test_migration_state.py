@@ -273,7 +273,7 @@ def test_a_failure_without_a_rollback_file_names_the_statements_to_undo_by_hand(
     with pytest.raises(WorkFailed) as err:
         migrations.migrate()
     line = err.value.line()
-    assert "undo statement(s) 1, 2 by hand, then: inv db.unmark 0001_a3" in line
+    assert "undo statements 1, 2 by hand, then: inv db.unmark 0001_a3" in line
     assert "inv db.migrate --resume" in line and "inv db.mark 0001_a3" in line
 
 
@@ -330,7 +330,7 @@ def test_cli_mark_through_and_rollback_warning(tmp_path, mdir):
                         CHOPS_ENV_FILE=str(tmp_path / "none.env"), CHOPS_MIGRATIONS__DIR=str(mdir))
     assert inv("db.setup", env=env).returncode == 0
     dry = inv("db.mark", "--through", "2", "--dry-run", env=env)
-    assert dry.returncode == 0 and "would mark 2 migration(s) applied (0001_a1 … 0002_a2)" in dry.stderr
+    assert dry.returncode == 0 and "would mark 2 migrations applied (0001_a1 … 0002_a2)" in dry.stderr
     done = inv("db.mark", "--through", "0002_a2", "--json", env=env)
     assert json.loads(done.stdout) == {"marked": ["0001_a1", "0002_a2"], "dry_run": False}
     assert inv("db.migrate", env=env).returncode == 0
@@ -353,8 +353,10 @@ def test_validate_lists_every_finding_even_a_file_it_cannot_read(tmp_path, mdir)
                         CHOPS_ENV_FILE=str(tmp_path / "none.env"), CHOPS_MIGRATIONS__DIR=str(mdir))
     assert inv("db.setup", env=env).returncode == 0
     done = inv("db.validate", "--json", env=env)
-    assert done.returncode == 1 and done.stderr.strip() == "error: 4 error(s) in migrations"
-    found = {(f["level"], f["check"], f["migration"]) for f in json.loads(done.stdout)}
+    assert done.returncode == 1 and done.stderr.strip() == "error: 4 errors in migrations"
+    answer = json.loads(done.stdout)  # one JSON document: the error, with every finding
+    assert answer["error"] == "4 errors in migrations" and answer["exit_code"] == 1
+    found = {(f["level"], f["check"], f["migration"]) for f in answer["findings"]}
     assert {("error", "name", "01_bad.sql"), ("error", "read", "0004_d"), ("error", "duplicate", "0004_d"),
             ("error", "syntax", "0003_c")} <= found
     assert inv("db.migrate", env=env).returncode == 2  # applying still refuses the unreadable set, with one line

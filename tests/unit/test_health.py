@@ -148,7 +148,7 @@ def test_never_run_warns_but_never_succeeded_fails():
     r = health.freshness_result({"new": "30 1 * * *"}, {}, NOW)
     assert r["status"] == "warn" and "never run: new" in r["reason"]
     r = health.freshness_result({"bad": "30 1 * * *"}, {"bad": runs(None, attempts=3, last_status="failed")}, NOW)
-    assert r["status"] == "fail" and "bad has never succeeded (3 attempt(s), the last failed)" in r["reason"]
+    assert r["status"] == "fail" and "bad has never succeeded (3 attempts, the last failed)" in r["reason"]
 
 
 def test_freshness_without_schedules_passes():
@@ -226,7 +226,7 @@ def test_stale_locks_fail_and_name_the_fix():
 
 
 def test_stale_pid_files_fail():
-    assert health.pid_files_result([], 2)["reason"] == "2 chops process(es) running, no stale pid files"
+    assert health.pid_files_result([], 2)["reason"] == "2 chops processes running, no stale pid files"
     r = health.pid_files_result([{"what": "var/run/42.json", "reason": "pid 42 (pipeline.run a 2026-11-25) is gone"}], 0)
     assert r["status"] == "fail" and "var/run/42.json: pid 42" in r["reason"]
 
@@ -265,12 +265,12 @@ def test_a_day_is_its_newest_attempt():
 
 def test_several_failures_superseded_by_one_success_pass_and_count_each():
     r = health.failed_runs_result([run("failed", 5), run("died", 4), run("killed", 3), run("succeeded", 2)], NOW)
-    assert (r["status"], r["reason"]) == ("pass", "3 failed run(s) in the last day, each retried successfully")
+    assert (r["status"], r["reason"]) == ("pass", "3 failed runs in the last day, each retried successfully")
 
 
 def test_a_failed_day_is_one_failure_however_many_attempts_failed():
     r = health.failed_runs_result([run("failed", 5, run_id="aaaaaaaa-1"), run("failed", 3, run_id="bbbbbbbb-2")], NOW)
-    assert r["status"] == "fail" and r["reason"].startswith("1 day(s) whose newest run failed in the last day: ")
+    assert r["status"] == "fail" and r["reason"].startswith("1 day whose newest run failed in the last day: ")
     assert "run bbbbbbbb" in r["reason"] and "run aaaaaaaa" not in r["reason"]  # the newest names the day
     assert "inv proc.ack --run-id RUN" in r["reason"]
 
@@ -278,7 +278,7 @@ def test_a_failed_day_is_one_failure_however_many_attempts_failed():
 def test_an_acknowledged_failure_passes_until_the_day_fails_again():
     failed = run("failed", 3, run_id="aaaaaaaa-1")
     r = health.failed_runs_result([failed], NOW, acked={"aaaaaaaa-1"})
-    assert (r["status"], r["reason"]) == ("pass", "1 failure(s) acknowledged (inv pipeline.history shows by whom)")
+    assert (r["status"], r["reason"]) == ("pass", "1 failure acknowledged (inv pipeline.history shows by whom)")
     again = health.failed_runs_result([failed, run("failed", 1, run_id="bbbbbbbb-2")], NOW, acked={"aaaaaaaa-1"})
     assert again["status"] == "fail" and "run bbbbbbbb" in again["reason"]
     killed = health.failed_runs_result([run("killed", 3, run_id="k")], NOW, acked={"k"})
@@ -290,7 +290,7 @@ def test_failures_of_a_pipeline_that_no_longer_exists_warn_naming_it():
                 run("succeeded", 2, pipeline="events")]
     r = health.failed_runs_result(attempts, NOW, known={"events"})
     assert r["status"] == "warn"
-    assert r["reason"] == ("failed runs of pipelines that no longer exist: old_rollup (2 day(s)) "
+    assert r["reason"] == ("failed runs of pipelines that no longer exist: old_rollup (2 days) "
                            "(acknowledge them: inv proc.ack --pipeline old_rollup)")
     # without knowing which pipelines exist (the folder did not load) they are failures like any other
     assert health.failed_runs_result(attempts, NOW)["status"] == "fail"
@@ -304,8 +304,8 @@ def test_every_broken_module_is_named_with_its_error():
     r = health.pipelines_result(["a"], {"p.x": "x.py: calls sys.exit(3) when imported",
                                         "p.y": "y.py (line 2): ZeroDivisionError: division by zero"})
     assert r["status"] == "fail"
-    assert r["reason"] == ("2 pipeline module(s) did not load: x.py: calls sys.exit(3) when imported; y.py (line 2): "
-                           "ZeroDivisionError: division by zero (1 other pipeline(s) load and run)")
+    assert r["reason"] == ("2 pipeline modules did not load: x.py: calls sys.exit(3) when imported; y.py (line 2): "
+                           "ZeroDivisionError: division by zero (1 other pipeline loads and runs)")
 
 
 def test_stale_files_whose_work_succeeded_since_pass_with_a_note():
@@ -313,7 +313,7 @@ def test_stale_files_whose_work_succeeded_since_pass_with_a_note():
             "superseded": "a 2026-11-25 has succeeded since"}
     r = health.locks_result([lock], None)
     assert r["status"] == "pass"
-    assert r["reason"] == ("no stale locks; 1 lock file(s) left by a process that died, whose work has succeeded since "
+    assert r["reason"] == ("no stale locks; 1 lock file left by a process that died, whose work has succeeded since "
                            "(var/locks/pipeline-a-2026-11-25.lock: a 2026-11-25 has succeeded since; inv proc.clean "
                            "removes them)")
     pid = {"what": "var/run/42.json", "reason": "pid 42 (backfill plan p1) is gone",
