@@ -20,7 +20,8 @@ def _age(t) -> str:
 
 @task(name="list", help={"json": "print as JSON"})
 def list_(c, json=False):
-    """Every pipeline: schedule, next run, target, depends, backfillable, last run and its age, stale days."""
+    """Every pipeline: schedule, next run, target, depends, backfillable, its newest day's state, its latest attempt,
+    stale days."""
     from ops.pipelines import ledger
     from ops.core import output
     from ops.clickhouse.client import connect
@@ -29,39 +30,26 @@ def list_(c, json=False):
 
     s = settings()
     registry = load_pipelines(s)
-    last, stale, note = {}, {}, None
+    latest, newest, stale, note = {}, {}, {}, None
     try:
         db = connect(s)
         ledger.require_table(db)
-        for p in registry.pipelines.values():
-            tries = ledger.attempts(db, p.name, limit=1)
-            last[p.name] = tries[0] if tries else None
+        latest = ledger.latest_attempts(db)
+        newest = {name: state for (name, _), state in ledger.partition_states(db, newest_day=True).items()}
         stale = _stale_days(db, registry)
     except ChopsError as exc:
         note = f"last runs unknown: {exc.line()}"
-    rows = []
-    for p in registry.ordered():
-        run = last.get(p.name)
-        nxt = p.next_run()
-        rows.append({
-            "name": p.name, "description": p.description, "schedule": p.schedule,
-            "next_run": nxt.strftime("%Y-%m-%d %H:%M UTC") if nxt else None, "target": p.target,
-            "depends_on": list(p.depends_on), "backfillable": p.backfillable,
-            "last_status": run["status"] if run else None,
-            "last_day": run["partition"].isoformat() if run else None,
-            "last_started": run["started_at"].isoformat() if run else None,
-            "last_age": _age(run["started_at"]) if run else None,
-            "stale_days": [str(d) for d in stale.get(p.name, [])],
-        })
+    rows = [_listing(p, newest.get(p.name), latest.get(p.name), stale.get(p.name, [])) for p in registry.ordered()]
     if json:
         return output.print_json({"pipelines": rows, "errors": registry.errors})
     output.print_table(
         [(r["name"], r["schedule"] or "-", r["next_run"] or "-", r["target"], ", ".join(r["depends_on"]) or "-",
           "yes" if r["backfillable"] else "no",
-          f"{r['last_status']} {r['last_day']} ({r['last_age']})" if r["last_status"] else "never run",
-          len(r["stale_days"]) or "-")
+          f"{r['last_status']} {r['last_day']}" if r["last_status"] else "never run",
+          _attempt(r["latest_attempt"]), len(r["stale_days"]) or "-")
          for r in rows],
-        ["pipeline", "schedule", "next run", "target", "depends on", "backfill", "last run", "stale days"])
+        ["pipeline", "schedule", "next run", "target", "depends on", "backfill", "last run", "latest attempt",
+         "stale days"])
     for module, error in sorted(registry.errors.items()):
         output.info(f"warning: {error}")
     if any(r["stale_days"] for r in rows):
@@ -71,15 +59,40 @@ def list_(c, json=False):
         output.info(note)
 
 
+def _listing(p, newest, attempt, stale) -> dict:
+    """One pipeline of ``pipeline.list``: "last run" is its newest day's state (``last_day``, ``last_status``), the
+    latest attempt (of any day: a backfill of old days runs after the newest one) is ``latest_attempt``."""
+    nxt = p.next_run()
+    return {
+        "name": p.name, "description": p.description, "schedule": p.schedule,
+        "next_run": nxt.strftime("%Y-%m-%d %H:%M UTC") if nxt else None, "target": p.target,
+        "depends_on": list(p.depends_on), "backfillable": p.backfillable,
+        "last_status": str(newest.status) if newest else None,
+        "last_day": newest.day.isoformat() if newest else None,
+        "latest_attempt": {
+            "status": attempt["status"], "day": attempt["partition"].isoformat(),
+            "started_at": attempt["started_at"].isoformat(), "age": _age(attempt["started_at"]),
+        } if attempt else None,
+        "stale_days": [str(d) for d in stale],
+    }
+
+
+def _attempt(attempt) -> str:
+    return f"{attempt['status']} {attempt['day']} ({attempt['age']})" if attempt else "-"
+
+
 def _stale_days(db, registry):
-    """Per pipeline, the days whose data was built before an upstream day it read was rebuilt (one ledger query,
-    one catalog query)."""
+    """Per pipeline, the days whose data was built before an upstream day it read was rebuilt (from the partition
+    states of the pipelines with dependencies and of those they depend on, and one catalog query)."""
     from ops.pipelines import ledger
     from ops.pipelines.reprocess import has_data, stale_reason
 
-    states = ledger.partition_states(db)
     downstream = {p.name: p for p in registry.pipelines.values() if p.depends_on}
-    rows = db.partition_rows_of({p.target for p in downstream.values()}) if downstream else {}
+    if not downstream:
+        return {}
+    involved = set(downstream) | {d for p in downstream.values() for d in p.depends_on}
+    states = ledger.partition_states(db, pipelines=involved)
+    rows = db.partition_rows_of({p.target for p in downstream.values()})
     out = {}
     for (name, day), state in sorted(states.items(), key=lambda kv: kv[0][1]):
         p = downstream.get(name)
@@ -105,22 +118,24 @@ def run(c, name, date="yesterday", force=False, dry_run=False, trigger="manual",
     from ops.pipelines.definition import load_pipelines
     from ops.pipelines.interrupt import Interrupted, Stopped
     from ops.pipelines.ledger import RunStatus
+    from ops.pipelines import alerts
     from ops.pipelines.runner import run_pipeline
 
     s = settings()
-    # a cron run imports only NAME's module and its upstream ones: another module's error cannot stop it
-    registry = load_pipelines(s, only=[name]) if trigger == "cron" else None
-    try:
-        r = run_pipeline(s, name, date, trigger=trigger, force=force, dry_run=dry_run,
-                         allow_future=allow_future, registry=registry, notify=output.info)
-    except Interrupted as exc:
-        message = exc.message if exc.run_id else f"{name} {date}: {exc.message} before an attempt began"
-        raise Stopped(message, exc.signum, hint=f"run it again: inv pipeline.run {name} --date {date}") from None
+    with alerts.on_run_failure(s, name, date, trigger, dry_run):  # [alerts] on_failure hears of a failed run
+        # a cron run imports only NAME's module and its upstream ones: another module's error cannot stop it
+        registry = load_pipelines(s, only=[name]) if trigger == "cron" else None
+        try:
+            r = run_pipeline(s, name, date, trigger=trigger, force=force, dry_run=dry_run,
+                             allow_future=allow_future, registry=registry, notify=output.info)
+        except Interrupted as exc:
+            message = exc.message if exc.run_id else f"{name} {date}: {exc.message} before an attempt began"
+            raise Stopped(message, exc.signum, hint=f"run it again: inv pipeline.run {name} --date {date}") from None
     if json:
         output.print_json(r.as_dict())
     elif r.dry_run:
         deps = ", ".join(f"{d}: {s}" for d, s in r.depends.items()) or "none"
-        inputs = f"; inputs: {len(r.inputs)} file(s)" if r.inputs else ""
+        inputs = f"; inputs: {output.plural(len(r.inputs), 'file')}" if r.inputs else ""
         output.info(f"{r.pipeline} {r.day}: would {r.would}; target {r.target} has {r.rows_now:,} rows for the day; "
                     f"last run {r.last_status or 'never'}; depends: {deps}{inputs}; nothing was changed")
     if r.dry_run and r.refusal:

@@ -1,4 +1,5 @@
-"""pipeline.schedule / unschedule / crontab / doctor: the pipelines' entries in this user's crontab.
+"""pipeline.schedule / unschedule / crontab / doctor: the pipelines' entries in this user's crontab; alert-test:
+the alert a failed run (cron's above all) sends.
 
 Registered into the ``pipeline`` collection by ``ops.cli.pipeline`` through ``TASKS``.
 """
@@ -171,10 +172,52 @@ def doctor(c, name=None, json=False):
                            ["pipeline", "status", "exit", "seconds", "last line of output"], right=["exit", "seconds"])
     failed = [r["pipeline"] for r in rows if r["status"] != "ok"]
     if failed:
-        raise WorkFailed(f"{len(failed)} of {len(rows)} cron command(s) fail in cron's environment: "
+        raise WorkFailed(f"{len(failed)} of {output.plural(len(rows), 'cron command')} "
+                         f"{'fails' if len(failed) == 1 else 'fail'} in cron's environment: "
                          + ", ".join(failed), hint="see the last line of each; rerun with --json for the commands")
     if not json:
-        output.info(f"{len(rows)} cron command(s) work in cron's environment" if rows else "no scheduled pipelines")
+        output.info(f"{output.plural(len(rows), 'cron command')} {'works' if len(rows) == 1 else 'work'} in "
+                    "cron's environment" if rows else "no scheduled pipelines")
 
 
-TASKS = (schedule, unschedule, crontab, doctor)
+@task(name="alert-test", help={
+    "dry_run": "print the facts (JSON on stdin, CHOPS_ALERT_* variables) and the command; run nothing",
+    "json": "print the command's exit status and output (and the facts) as JSON",
+})
+def alert_test(c, dry_run=False, json=False):
+    """Fire a test alert: run [alerts] on_failure with realistic facts of a failed run, marked as a test."""
+    from ops.core import output
+    from ops.core.errors import WorkFailed
+    from ops.pipelines import alerts
+
+    s = settings()
+    command = alerts.require_command(s)
+    alerts.timeout_of(s)
+    registry = _registry()
+    named = sorted(registry.pipelines)
+    data = alerts.sample_payload(s, next((n for n in named if registry.pipelines[n].schedule), named[0] if named
+                                       else "example"))
+    if dry_run:
+        if json:
+            return output.print_json({"command": command, "facts": data, "environment": alerts.environment(data),
+                                      "dry_run": True})
+        output.info(f"would run: {command}")
+        for key, value in sorted(alerts.environment(data).items()):
+            output.info(f"  {key}={value}")
+        print(output.to_json(data))
+        return output.info("dry run: the command was not run")
+    sent = alerts.send(s, data, command)
+    if json:
+        output.print_json({**sent.as_dict(), "facts": data})
+    else:
+        for stream, text in (("stdout", sent.stdout), ("stderr", sent.stderr)):
+            for line in text.rstrip().splitlines():
+                output.info(f"  {stream}: {line}")
+        if sent.ok:
+            output.info(f"test alert sent: `{command}` exited 0 in {sent.seconds:.1f}s")
+    if not sent.ok:
+        raise WorkFailed(sent.line().replace("alert not sent", "test alert failed"),
+                         hint="fix [alerts] on_failure; inv pipeline.alert-test --dry-run shows what it gets")
+
+
+TASKS = (schedule, unschedule, crontab, doctor, alert_test)

@@ -93,6 +93,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(str, "pytest-xdist workers: 'auto', 'logical' or a number"),
         "coverage_min": Key(float, "coverage gate of make test-ci, percent; only ever raised"),
     },
+    "alerts": {
+        "on_failure": Key(str, "a shell command run when a run or backfill fails: the facts as JSON on stdin and "
+                               "CHOPS_ALERT_* variables; empty = none (inv pipeline.alert-test tries it)"),
+        "timeout": Key(float, "seconds the on_failure command may take before it is killed"),
+        "mailto": Key(str, "MAILTO of this project's cron entries (cron mails their output there); empty = cron's default"),
+    },
+    "report": {
+        "schedule": Key(str, "a cron expression: this project's cron entries run `inv report` then; empty = off"),
+    },
     "proc": {
         "kill_grace": Key(int, "seconds inv proc.kill waits after SIGTERM before it sends SIGKILL"),
         "log_retention_days": Key(int, "inv proc.clean removes run and cron logs older than this many days; 0 keeps all"),
@@ -112,6 +121,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "control_persist": Key(int, "seconds the shared ssh connection stays open after a command (ControlPersist)"),
         "bwlimit": Key(int, "rsync bandwidth limit in KiB/s; 0 = none"),
         "python": Key(str, "the target's Python that builds the virtualenvs and runs the deploy helper"),
+        "db_wait": Key(int, "seconds a deploy's remote database commands wait for the embedded database's lock"),
+        "allow_root": Key(bool, "allow deploying as root (refused by default)"),
     },
     "bench": {
         "rounds": Key(int, "runs per command; the median and the best are reported"),

@@ -15,32 +15,39 @@ An entry runs the project's own runner in cron's bare environment (PATH=/usr/bin
 Nothing relies on PATH or the working directory: the interpreter is the venv's by absolute path (the venv that
 runs this code), the runner loads settings and .env itself from the root, and takes its own locks.
 
+``[report] schedule`` adds one more entry, tagged ``chops:<project-id>:_report`` (no pipeline name starts with
+``_``), that runs ``inv report`` the same way. ``[alerts] mailto`` puts this project's entries in one block at the
+end of the crontab, under a marker comment and a ``MAILTO=`` line of its own (MAILTO applies to the lines below
+it), so the crontab's other lines and their MAILTO settings are untouched (:func:`with_mailto`).
+
 :func:`plan` and :func:`unschedule` are pure over a CronTab read beforehand; :func:`apply` writes the result
-(and refuses when the crontab changed in between). ``ops.pipelines.cron_doctor`` runs each command under cron's
-environment with ``--dry-run``, which writes no data.
+(and refuses when the crontab changed in between); reading and writing the crontab live in
+``ops.pipelines.crontab_io``. ``ops.pipelines.cron_doctor`` runs each command under cron's environment with
+``--dry-run``, which writes no data.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 import re
 import shlex
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ops import ROOT
-from ops.core.errors import BadInput, WorkFailed
-from ops.core.timefmt import stamp
+from ops.core.errors import BadInput, ConfigError, WorkFailed
+from ops.pipelines.crontab_io import (  # noqa: F401 - the crontab's IO, importable from here as before
+    INSTALL_HINT, apply, daemon_pid, end_pause, lines, mark_paused, pause_file, paused, text_of, user_crontab)
 
 TAG_PREFIX = "chops"
-INSTALL_HINT = "run: apt-get install cron"
+# The entry running `inv report` ([report] schedule): a name no pipeline can have (they start with a letter).
+REPORT = "_report"
+# The comment line before this project's MAILTO line ([alerts] mailto): `# chops:<id>:mailto ...`
+MAILTO_MARK = "mailto"
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PIPELINE = re.compile(r"^[A-Za-z0-9_.-]+$")
 # An enabled crontab entry ending in a chops tag: `<5 fields or @special> <command> # chops:<id>:<pipeline>`
@@ -112,7 +119,9 @@ class Plan:
     def summary(self) -> str:
         counts = [(len(self.of(a)), label) for a, label in
                   (("add", "added"), ("change", "changed"), ("remove", "removed"), ("unchanged", "unchanged"))]
-        return ", ".join(f"{n} {label}" for n, label in counts)
+        text = ", ".join(f"{n} {label}" for n, label in counts)
+        moved = self.changed and not any(c.action != "unchanged" for c in self.changes)
+        return text + ("; the MAILTO block changed" if moved else "")
 
     def diff(self) -> list[str]:
         """The difference as unified-diff lines (``-`` installed, ``+`` planned); empty when nothing changes."""
@@ -209,6 +218,12 @@ def log_path(settings, pipeline: str) -> Path:
 
 def _command(settings, name: str, day: str, env: Mapping[str, str], bin_dir: Path, dry_run: bool = False) -> str:
     q = shlex.quote
+    return _shell(settings, name, f"pipeline.run {q(name)} --date {q(day)} --trigger cron", env, bin_dir, dry_run)
+
+
+def _shell(settings, name: str, task: str, env: Mapping[str, str], bin_dir: Path, dry_run: bool = False) -> str:
+    """``cd <root> && mkdir -p <logs>/cron && <env> <venv>/bin/inv <task> >> <logs>/cron/<name>.log 2>&1``."""
+    q = shlex.quote
     root = _no_newline(str(entry_root(settings)), "project root")
     log = os.path.abspath(str(log_path(settings, name)))
     if os.path.abspath(str(settings.root)) != root and Path(log).is_relative_to(os.path.abspath(str(settings.root))):
@@ -216,7 +231,7 @@ def _command(settings, name: str, day: str, env: Mapping[str, str], bin_dir: Pat
     log = _no_newline(log, "log path")
     inv = _no_newline(os.path.abspath(str(Path(bin_dir) / "inv")), "inv path")
     assignments = "".join(f"{k}={q(v)} " for k, v in env.items())
-    run = f"{assignments}{q(inv)} pipeline.run {q(name)} --date {q(day)} --trigger cron"
+    run = f"{assignments}{q(inv)} {task}"
     # the log directory may have been wiped since scheduling: the redirection would fail and cron stay silent
     prefix = f"cd {q(root)} && mkdir -p {q(os.path.dirname(log))} && "
     if dry_run:
@@ -224,15 +239,45 @@ def _command(settings, name: str, day: str, env: Mapping[str, str], bin_dir: Pat
     return f"{prefix}{run} >> {q(log)} 2>&1"
 
 
-def _schedule(p) -> str:
+def _schedule(p, what: str = "", error: type = BadInput) -> str:
     expr = " ".join(str(p.schedule).split())
+    what = what or f"pipeline {p.name}"
     if expr.startswith("@"):
         if not re.fullmatch(r"@[A-Za-z]+", expr):
-            raise BadInput(f"pipeline {p.name}: invalid cron schedule {p.schedule!r}")
+            raise error(f"{what}: invalid cron schedule {p.schedule!r}")
         return expr
     if len(expr.split()) != 5 or "#" in expr or "%" in expr:
-        raise BadInput(f"pipeline {p.name}: invalid cron schedule {p.schedule!r} (five fields)")
+        raise error(f"{what}: invalid cron schedule {p.schedule!r} (five fields)")
     return expr
+
+
+@dataclass(frozen=True)
+class _Report:
+    """The `inv report` entry, shaped like a pipeline for the rendering."""
+
+    schedule: str
+    name: str = REPORT
+
+
+def report_entry(settings, env: Mapping[str, str], bin_dir: Path) -> Entry | None:
+    """The entry that runs ``inv report`` at ``[report] schedule``, or None when that is empty."""
+    expr = str(settings.get("report.schedule") or "").strip()
+    if not expr:
+        return None
+    schedule = _schedule(_Report(expr), f"report.schedule ({settings.sources.get('report.schedule', 'config')})",
+                         ConfigError)
+    return Entry(pipeline=REPORT, schedule=schedule, command=_shell(settings, REPORT, "report", env, bin_dir),
+                 comment=tag(settings, REPORT))
+
+
+def mailto(settings) -> str:
+    """``[alerts] mailto``, checked: cron takes the rest of its line as the value, so no spaces, quotes, # or line
+    breaks."""
+    value = str(settings.get("alerts.mailto") or "")
+    if value and (any(ch.isspace() or ch in "#\0\"'%" for ch in value) or value.startswith("-")):
+        raise ConfigError(f"alerts.mailto {value!r} must be addresses separated by commas, without spaces, quotes, "
+                          f"# or line breaks ({settings.sources.get('alerts.mailto', 'config')})")
+    return value
 
 
 def _entry(settings, p, env: Mapping[str, str], bin_dir: Path) -> Entry:
@@ -244,8 +289,9 @@ def _entry(settings, p, env: Mapping[str, str], bin_dir: Path) -> Entry:
 
 
 def render(settings, pipelines, environment: Mapping[str, str] | None = None,
-           bin_dir: Path | str | None = None) -> list[Entry]:
-    """The entry of every scheduled pipeline, by name. Pure.
+           bin_dir: Path | str | None = None, report: bool = True) -> list[Entry]:
+    """The entry of every scheduled pipeline, by name, then (``report``) the ``inv report`` entry when
+    ``[report] schedule`` is set. Pure.
 
     ``environment``: extra variables set in front of the runner (``{"CHOPS_PATHS__VAR": "/srv/var"}``);
     ``bin_dir``: the virtualenv's bin directory (default: the one running this code).
@@ -253,7 +299,9 @@ def render(settings, pipelines, environment: Mapping[str, str] | None = None,
     env = _environment(settings, environment)
     bin_dir = Path(bin_dir) if bin_dir is not None else bin_dir_default()
     by_name = pipelines_by_name(pipelines)
-    return [_entry(settings, by_name[n], env, bin_dir) for n in sorted(by_name) if by_name[n].schedule]
+    entries = [_entry(settings, by_name[n], env, bin_dir) for n in sorted(by_name) if by_name[n].schedule]
+    extra = report_entry(settings, env, bin_dir) if report else None
+    return entries + ([extra] if extra else [])
 
 
 def doctor_command(settings, p, environment: Mapping[str, str] | None = None,
@@ -265,56 +313,11 @@ def doctor_command(settings, p, environment: Mapping[str, str] | None = None,
     return _command(settings, p.name, day, env, bin_dir, dry_run=True)
 
 
-# --- reading a crontab ----------------------------------------------------------------------------------------------
-
-def user_crontab(user: bool | str = True):
-    """The crontab of this user (``True``) or of ``user``: a python-crontab ``CronTab``."""
-    from crontab import CronTab
-
-    try:
-        return CronTab(user=user)
-    except FileNotFoundError:
-        raise WorkFailed("the crontab command is not installed", hint=INSTALL_HINT) from None
-    except IOError as exc:
-        if "No crontab program" in str(exc):
-            raise WorkFailed("the crontab command is not installed", hint=INSTALL_HINT) from None
-        raise WorkFailed(f"cannot read the crontab: {_one_line(str(exc))}") from None
-
-
-def _user_args(crontab) -> list[str]:
-    return [arg for key, value in crontab.user_opt.items() for arg in (f"-{key}", str(value))]
-
-
-def _run_crontab(crontab, *args: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run([crontab.cron_command, *args, *_user_args(crontab)], capture_output=True, text=True,
-                              timeout=60)
-    except FileNotFoundError:
-        raise WorkFailed("the crontab command is not installed", hint=INSTALL_HINT) from None
-
-
-def text_of(crontab) -> str:
-    """The crontab's current text, exactly as installed (not python-crontab's re-rendering of it)."""
-    if crontab.intab is not None:
-        return crontab.intab
-    if crontab.filen:
-        path = Path(crontab.filen)
-        return path.read_text(encoding="utf-8") if path.exists() else ""
-    if crontab.user:
-        done = _run_crontab(crontab, "-l")
-        if done.returncode != 0:
-            if "no crontab for" in done.stderr:
-                return ""
-            raise WorkFailed(f"cannot read the crontab: {_one_line(done.stderr)}")
-        return done.stdout
-    return ""
-
-
 def installed(settings, text: str) -> list[Installed]:
     """This project's entries in a crontab text, in order. Commented-out entries are comments, not entries."""
     mine = project_id(settings)
     found = []
-    for index, line in enumerate(_lines(text)):
+    for index, line in enumerate(lines(text)):
         stripped = line.lstrip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -324,12 +327,6 @@ def installed(settings, text: str) -> list[Installed]:
         found.append(Installed(index, line, m.group("pipeline"), " ".join(m.group("schedule").split()),
                                m.group("command").replace("\\%", "%"), m.group("comment")))
     return found
-
-
-def _lines(text: str) -> list[str]:
-    """The lines of a crontab, split on \\n only (splitlines would also split, and so rewrite, other characters)."""
-    lines = text.split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 # --- planning (pure) ------------------------------------------------------------------------------------------------
@@ -377,7 +374,7 @@ def _scope(names, everything: bool) -> list[str]:
 
 def _build(settings, before: str, wanted: dict[str, Entry], in_scope) -> Plan:
     """Edit ``before`` so that the in-scope entries of this project are exactly ``wanted``; all else is kept."""
-    lines = _lines(before)
+    rows = lines(before)
     changes: list[Change] = []
     placed: set[str] = set()
     drop: set[int] = set()
@@ -394,9 +391,9 @@ def _build(settings, before: str, wanted: dict[str, Entry], in_scope) -> Plan:
         if found.line == new:
             changes.append(Change("unchanged", entry.pipeline, entry.schedule, entry.command, old=found.line, new=new))
         else:
-            lines[found.index] = new
+            rows[found.index] = new
             changes.append(Change("change", entry.pipeline, entry.schedule, entry.command, old=found.line, new=new))
-    kept = [line for i, line in enumerate(lines) if i not in drop]
+    kept = [line for i, line in enumerate(rows) if i not in drop]
     added = [wanted[n] for n in sorted(wanted) if n not in placed]
     for entry in added:
         changes.append(Change("add", entry.pipeline, entry.schedule, entry.command, new=entry.line()))
@@ -407,7 +404,30 @@ def _build(settings, before: str, wanted: dict[str, Entry], in_scope) -> Plan:
         after = "\n".join(out) + ("\n" if out and (before.endswith("\n") or added) else "")
     order = {"remove": 0, "change": 1, "add": 2, "unchanged": 3}
     changes.sort(key=lambda c: (c.pipeline, order[c.action]))
-    return Plan(tuple(changes), before, after)
+    return Plan(tuple(changes), before, with_mailto(settings, after, mailto(settings)))
+
+
+def with_mailto(settings, text: str, address: str) -> str:
+    """``text`` with this project's MAILTO block as ``address`` asks. MAILTO applies to every line below it, so the
+    block goes last: a marker comment, ``MAILTO=<address>``, then this project's entries (moved there); the other
+    lines keep their order and bytes. No address (or no entry left): the marker and its MAILTO line go, the entries
+    stay where they are. Other lines' MAILTO settings are never touched. Pure."""
+    rows = lines(text)
+    marker = f"# {TAG_PREFIX}:{project_id(settings)}:{MAILTO_MARK}"
+    ours = {i.index for i in installed(settings, text)}
+    drop = set()
+    for i, line in enumerate(rows):
+        if line == marker or line.startswith(marker + " "):
+            drop.add(i)
+            if i + 1 < len(rows) and rows[i + 1].lstrip().startswith("MAILTO=") and i + 1 not in ours:
+                drop.add(i + 1)
+    if not drop and (not address or not ours):
+        return text
+    kept = [line for i, line in enumerate(rows) if i not in drop and (not address or i not in ours)]
+    if address and ours:
+        kept += [f"{marker} - cron mails the output of this project's entries below to MAILTO ([alerts] mailto); "
+                 "add your own lines above it", f"MAILTO={address}", *(rows[i] for i in sorted(ours))]
+    return "\n".join(kept) + ("\n" if kept else "")
 
 
 def plan(settings, pipelines, names: Iterable[str] | str | None = None, all: bool = False, crontab=None,
@@ -431,7 +451,8 @@ def plan(settings, pipelines, names: Iterable[str] | str | None = None, all: boo
     present = {i.pipeline for i in installed(settings, before)}
     check_names(chosen, by_name, present, need_schedule=True)
     scope = set(chosen) if chosen else None
-    entries = render(settings, {n: p for n, p in by_name.items() if scope is None or n in scope}, environment, bin_dir)
+    entries = render(settings, {n: p for n, p in by_name.items() if scope is None or n in scope}, environment, bin_dir,
+                     report=scope is None)
     wanted = {e.pipeline: e for e in entries}
     return _build(settings, before, wanted, lambda n: scope is None or n in scope)
 
@@ -448,76 +469,6 @@ def unschedule(settings, pipelines, names: Iterable[str] | str | None = None, al
     check_names(chosen, pipelines_by_name(pipelines), present, need_schedule=False)
     scope = set(chosen) if chosen else None
     return _build(settings, before, {}, lambda n: scope is None or n in scope)
-
-
-def apply(plan: Plan, crontab=None) -> Plan:
-    """Write ``plan.after`` to ``crontab`` (default: this user's), unless nothing changes.
-
-    Refuses when the crontab is no longer what the plan was made from (someone edited it in between). A user
-    crontab left empty is removed (``crontab -r``), as it was before chops added to it.
-    """
-    crontab = crontab if crontab is not None else user_crontab()
-    if not plan.changed:
-        return plan
-    current = text_of(crontab)
-    if current != plan.before:
-        raise WorkFailed("the crontab changed since it was read; nothing was written", hint="run the command again")
-    if crontab.intab is not None or not (crontab.filen or crontab.user):
-        crontab.intab = plan.after  # an in-memory crontab (CronTab(tab=...)): what its write() would do
-    elif crontab.filen:
-        Path(crontab.filen).write_text(plan.after, encoding="utf-8")
-    elif not plan.after:
-        done = _run_crontab(crontab, "-r")
-        if done.returncode != 0 and "no crontab for" not in done.stderr:
-            raise WorkFailed(f"cannot remove the crontab: {_one_line(done.stderr)}")
-    else:
-        fd, path = tempfile.mkstemp(prefix="chops-crontab-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(plan.after)
-            done = _run_crontab(crontab, path)
-        finally:
-            os.unlink(path)
-        if done.returncode != 0:
-            raise WorkFailed(f"crontab refused the new table: {_one_line(done.stderr)}; nothing was written")
-    crontab.read(crontab.filen)
-    return plan
-
-
-# --- a deploy's pause --------------------------------------------------------------------------------------------------
-# A deploy removes the project's entries while it switches releases and installs them again after. A deploy killed
-# in between would leave no entries, which looks like a fresh install (a warning). So the pause is written down
-# first, and health fails while it stands; `pipeline.schedule --all` (or `unschedule --all`) ends it.
-
-def pause_file(settings) -> Path:
-    return settings.path("paths.var") / "run" / "cron.paused"  # not *.json: those are pid files
-
-
-def mark_paused(settings, by: str) -> None:
-    path = pause_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"by": by, "pid": os.getpid(), "since": stamp()}))
-    os.replace(tmp, path)
-
-
-def paused(settings) -> dict | None:
-    """Who paused this project's cron entries and since when, while the pause stands."""
-    try:
-        return json.loads(pause_file(settings).read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {"by": "?", "since": "?"}
-
-
-def end_pause(settings) -> bool:
-    """The entries are as intended again; True when a pause stood."""
-    try:
-        pause_file(settings).unlink()
-        return True
-    except FileNotFoundError:
-        return False
 
 
 # --- reporting ------------------------------------------------------------------------------------------------------
@@ -557,32 +508,3 @@ def installed_vs_expected(settings, pipelines, crontab=None, environment: Mappin
                      "command": "", "expected_command": entry.command if entry else ""})
     rows.sort(key=lambda r: r["pipeline"])
     return rows
-
-
-def daemon_pid() -> int | None:
-    """The pid of the running cron daemon, or None: a crontab entry fires only while one runs."""
-    for pidfile in ("/run/crond.pid", "/var/run/crond.pid"):
-        try:
-            pid = int(Path(pidfile).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if _comm(pid) in ("cron", "crond"):
-            return pid
-    for proc in Path("/proc").glob("[0-9]*"):
-        if _comm(int(proc.name)) in ("cron", "crond"):
-            return int(proc.name)
-    return None
-
-
-def _comm(pid: int) -> str:
-    """The command name of a live process ("" when it is gone or a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    name, _, rest = stat.partition(" (")[2].rpartition(") ")
-    return "" if rest[:1] in ("Z", "X") else name
-
-
-def _one_line(text: str) -> str:
-    return " ".join((text or "").split()) or "no message"

@@ -241,3 +241,34 @@ def test_tasks_from_the_command_line(saved_crontab, run_inv):
     undo = run_inv("pipeline.unschedule", "--all")
     assert undo.returncode == 0, undo.stderr
     assert crontab_l() == (0, FOREIGN)
+
+
+def test_mailto_and_the_report_entry_in_the_real_crontab(saved_crontab, settings):
+    """[alerts] mailto and [report] schedule through the real `crontab` command: the MAILTO line governs this
+    project's entries only (the others keep their own MAILTO=""), and everything goes again on unschedule."""
+    from crontab import CronTab
+
+    from ops.pipelines import cron
+
+    configured = settings.with_overrides(alerts__mailto="ops@example.com", report__schedule="0 7 30 2 *")
+    before = (saved_crontab or "") + FOREIGN
+    install(before)
+    cron.apply(cron.plan(configured, PIPELINES, all=True))
+    code, text = crontab_l()
+    entries = cron.render(configured, PIPELINES)
+    assert [e.pipeline for e in entries] == ["alpha", "beta", cron.REPORT]
+    assert "inv report >> " in entries[-1].command.replace("'", "")
+    mark = f"# {cron.tag(configured, 'mailto')} - "
+    assert text.startswith(before) and text[len(before):].startswith(mark)
+    in_order = sorted(entries, key=lambda e: e.pipeline)  # as added: by name
+    assert text.endswith("\nMAILTO=ops@example.com\n" + "".join(e.line() + "\n" for e in in_order))
+    mailto, seen = None, {}
+    for job in CronTab(user=True):  # as cron reads it: each job under the MAILTO last set above it
+        mailto = dict(job.env).get("MAILTO", mailto)
+        seen[job.comment] = mailto
+    assert {seen[e.comment] for e in entries} == {"ops@example.com"}
+    assert seen["theirs"] != "ops@example.com"
+    assert {r["pipeline"]: r["state"] for r in cron.installed_vs_expected(configured, PIPELINES)} == {
+        "alpha": "ok", "beta": "ok", "by_hand": "not scheduled", cron.REPORT: "ok"}
+    cron.apply(cron.unschedule(configured, PIPELINES, all=True))
+    assert crontab_l() == (0, before)

@@ -316,7 +316,7 @@ def test_installed_vs_expected_states():
 def test_tasks_have_help_for_every_flag_and_a_docstring():
     from ops.cli.pipeline_schedule import TASKS
 
-    assert [t.name for t in TASKS] == ["schedule", "unschedule", "crontab", "doctor"]
+    assert [t.name for t in TASKS] == ["schedule", "unschedule", "crontab", "doctor", "alert-test"]
     for t in TASKS:
         assert (t.__doc__ or "").strip(), t.name
         params = list(inspect.signature(t.body).parameters)[1:]
@@ -365,3 +365,66 @@ def test_all_refuses_while_a_pipeline_module_is_broken():
     assert "did not load" in err.value.line() and "SyntaxError" in err.value.line()
     named = cron.plan(SETTINGS, Registry(), names=["events_ingest"], crontab=CronTab(tab=text), bin_dir=BIN)
     assert [(c.action, c.pipeline) for c in named.changes] == [("add", "events_ingest")]
+
+
+# --- [alerts] mailto and [report] schedule -----------------------------------------------------------------------------
+
+MAILED = make_settings(alerts__mailto="ops@example.com,oncall@example.com")
+
+
+def test_mailto_puts_this_projects_entries_in_a_block_of_their_own_at_the_end():
+    mine = line("events_ingest", "0 2 * * *")
+    text = line("daily_rollup", "30 3 * * *") + "\n" + FOREIGN  # an entry of ours above others' lines
+    plan = cron.plan(MAILED, PIPELINES, all=True, crontab=CronTab(tab=text), bin_dir=BIN)
+    marker = f"# {TAG}mailto - cron mails the output of this project's entries below to MAILTO ([alerts] mailto); " \
+             "add your own lines above it"
+    assert plan.after == (FOREIGN + marker + "\nMAILTO=ops@example.com,oncall@example.com\n"
+                          + line("daily_rollup", "30 3 * * *") + "\n" + mine + "\n")
+    # what cron (and python-crontab) read: our entries have our MAILTO, the others keep theirs
+    effective, jobs = {}, {}
+    for job in CronTab(tab=plan.after):  # python-crontab gives each job the variables set just before it
+        effective.update(job.env)
+        jobs[job.comment] = effective.get("MAILTO")
+    assert jobs[f"{TAG}events_ingest"] == jobs[f"{TAG}daily_rollup"] == "ops@example.com,oncall@example.com"
+    assert jobs["nightly-ish"] != jobs[f"{TAG}daily_rollup"]
+    again = cron.plan(MAILED, PIPELINES, all=True, crontab=CronTab(tab=plan.after), bin_dir=BIN)
+    assert not again.changed and [c.action for c in again.changes] == ["unchanged", "unchanged"]
+    # no mailto any more: the marker and its MAILTO line go, the entries stay, others' lines are as they were
+    off = cron.plan(SETTINGS, PIPELINES, all=True, crontab=CronTab(tab=plan.after), bin_dir=BIN)
+    assert off.after == FOREIGN + line("daily_rollup", "30 3 * * *") + "\n" + mine + "\n"
+    assert off.summary().endswith("2 unchanged; the MAILTO block changed")
+    # removing every entry removes the block
+    gone = cron.unschedule(MAILED, PIPELINES, all=True, crontab=CronTab(tab=plan.after))
+    assert gone.after == FOREIGN
+
+
+@pytest.mark.parametrize("bad", ["ops@example.com\nSHELL=/bin/evil", "a b", "\"ops\"", "-f", "x#y"])
+def test_a_mailto_cron_cannot_hold_is_a_config_error(bad):
+    from ops.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        cron.plan(make_settings(alerts__mailto=bad), PIPELINES, all=True, crontab=CronTab(tab=""), bin_dir=BIN)
+    assert "alerts.mailto" in err.value.line() and err.value.exit_code == 2
+
+
+def test_report_schedule_adds_one_tagged_entry_that_runs_inv_report():
+    reported = make_settings(report__schedule="15  6 * * *")
+    plan = cron.plan(reported, PIPELINES, all=True, crontab=CronTab(tab=FOREIGN), bin_dir=BIN)
+    [entry] = [c for c in plan.changes if c.pipeline == cron.REPORT]
+    assert entry.action == "add" and entry.schedule == "15 6 * * *"
+    assert entry.new == ("15 6 * * * cd /srv/chops && mkdir -p /srv/chops/var/log/cron && /srv/chops/.venv/bin/inv "
+                         f"report >> /srv/chops/var/log/cron/_report.log 2>&1 # {TAG}_report")
+    found = cron.installed_vs_expected(reported, PIPELINES, crontab=CronTab(tab=plan.after), bin_dir=BIN)
+    rows = {r["pipeline"]: r["state"] for r in found}
+    assert rows[cron.REPORT] == "ok"
+    # naming pipelines leaves the report's entry alone; --all with no schedule removes it, like a pipeline's
+    named = cron.plan(SETTINGS, PIPELINES, names=["events_ingest"], crontab=CronTab(tab=plan.after), bin_dir=BIN)
+    assert cron.REPORT not in {c.pipeline for c in named.changes}
+    off = cron.plan(SETTINGS, PIPELINES, all=True, crontab=CronTab(tab=plan.after), bin_dir=BIN)
+    assert [(c.action, c.pipeline) for c in off.changes if c.pipeline == cron.REPORT] == [("remove", cron.REPORT)]
+    from ops.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        cron.plan(make_settings(report__schedule="every day"), PIPELINES, all=True, crontab=CronTab(tab=""),
+                  bin_dir=BIN)
+    assert "report.schedule" in err.value.line()
