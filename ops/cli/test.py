@@ -34,7 +34,8 @@ def test(c, unit=False, integration=False, e2e=False, fast=False, smoke=False, c
         workers=testing.validate_workers(workers if workers is not None else ("0" if smoke else s.get("test.workers"))),
         coverage=coverage or ci,
     )
-    output.info(f"running {selection.describe()} with {output.plural(run.workers, 'worker')}")
+    workers = output.plural(int(run.workers), "worker") if run.workers.isdigit() else f"{run.workers} workers"
+    output.info(f"running {selection.describe()} with {workers}")
     results = testing.execute(run)
     measured = testing.coverage_percent(run.reports) if run.coverage else None
     gates = []
