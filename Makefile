@@ -21,10 +21,18 @@ help:
 .PHONY: setup  ## build .venv and install requirements.txt (again only when it changes)
 setup: $(STAMP)
 
+# pip shows its own progress bars on a terminal; in CI (CI=true) it prints one line per package, no bars.
+PIP_PROGRESS := $(if $(filter true 1 yes,$(CI)),--progress-bar off,)
+
 $(STAMP): requirements.txt
+	@echo "setup: a virtualenv in $(VENV) ($(PYTHON)) with requirements.txt:"
+	@grep -E '^[A-Za-z0-9]' requirements.txt | tr '\n' ' ' | fold -s -w 100 | sed 's/^/  /'; echo
+	@echo "  and their dependencies: about 1 GB installed (chDB, the embedded engine, is half of it); a few minutes"
+	@echo "  on a first run, seconds afterwards (pip's cache)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check $(PIP_PROGRESS) -r requirements.txt
 	@touch $@
+	@echo "setup: done; next: make demo, or $(INV) --list"
 
 .PHONY: demo  ## from a fresh clone: venv, database, migrations, sample data, every pipeline, a summary
 demo: setup
@@ -51,13 +59,16 @@ JOBS ?=
 backfill: setup
 	$(INV) backfill --days $(DAYS) $(if $(JOBS),--jobs $(JOBS))
 
-# make deploy HOST=x [USER=] [PORT=] [TARGET=]: the values reach inv as single arguments through the
-# environment (never pasted into the shell line); USER and PORT count only when given on make's command line.
-.PHONY: deploy  ## deploy HOST=x (USER= PORT=) or TARGET=name of config/deploy.toml: a release over ssh, health-gated
+# make deploy HOST=x [USER=] [PORT=] [DEPLOY_PATH=] [TARGET=] [ACCEPT_NEW_HOST_KEY=1]: the values reach inv as
+# single arguments through the environment (never pasted into the shell line); USER and PORT count only when given
+# on make's command line.
+.PHONY: deploy  ## deploy HOST=x (USER= PORT= DEPLOY_PATH= ACCEPT_NEW_HOST_KEY=1) or TARGET=name of config/deploy.toml
 deploy: setup
 	$(INV) deploy $${HOST:+--host "$$HOST"} $${TARGET:+--target "$$TARGET"} \
 		$(if $(filter command line,$(origin USER)),--user "$$USER") \
-		$(if $(filter command line,$(origin PORT)),--port "$$PORT")
+		$(if $(filter command line,$(origin PORT)),--port "$$PORT") \
+		$${DEPLOY_PATH:+--path "$$DEPLOY_PATH"} \
+		$(if $(filter 1 yes true,$(ACCEPT_NEW_HOST_KEY)),--accept-new-host-key)
 
 .PHONY: check  ## the health verdict (inv proc.check); exits 1 when a check fails
 check: setup
@@ -78,6 +89,10 @@ test-ci: setup
 .PHONY: bench  ## benchmarks: ratios to baselines measured in the same run
 bench: setup
 	$(INV) bench
+
+.PHONY: report  ## the ops report page, var/reports/ops.html: health, runs grid, charts, migrations, plans, deploys
+report: setup
+	$(INV) report --days $(DAYS)
 
 .PHONY: info  ## the database: engine, version, tables with rows and bytes
 info: setup

@@ -7,7 +7,7 @@ from invoke import Collection
 from ops.cli.base import settings, task, whole_number
 
 _WHERE = {
-    "host": "a host (repeat --host, or a,b: deployed one after another, stopping at the first failure)",
+    "host": "a host (repeat --host, or a,b); several roll out like a target of config/deploy.toml",
     "target": "a target of config/deploy.toml (repeat, or a,b)",
     "user": "ssh user on the target (default: the target's, else [defaults] of config/deploy.toml)",
     "port": "ssh port (default: the target's, else 22)",
@@ -16,6 +16,9 @@ _WHERE = {
     "accept_new_host_key": "accept and record the host key of a target never seen before (deploy.accept_new_host_key)",
 }
 _SOURCE = "the git checkout to ship (default: this project's own)"
+_LIMIT = "only these hosts (or roles) of the chosen targets (repeat, or a,b)"
+_WAIT = "seconds to wait for a deploy lock another deploy holds (default 0: refuse at once)"
+_PARALLEL = "hosts deployed at once after the canary (default: the target's parallel, else 1)"
 
 
 def _source(source, allow_dirty):
@@ -35,6 +38,46 @@ def _targets(host, target, user, port, path, environment):
 
     return resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
                                   root=settings().root)
+
+
+def _fleet(host, target, user, port, path, environment, limit):
+    from ops.deploy.targets import resolve_fleet
+
+    return resolve_fleet(host, target, user=user, port=port, path=path, environment=environment, limit=limit,
+                         root=settings().root)
+
+
+def _number(value, flag, minimum=1):
+    return None if value is None else whole_number(value, flag, minimum=minimum)
+
+
+def _show_plans(fleet, plans, order, json):
+    """One plan in full; several as a table, one row per host, after the rollout order."""
+    from ops.core import output
+    from ops.deploy.fleet import describe_rollout
+
+    batch = {t: b for b in order for t in b.targets}
+    if json:
+        return output.print_json([{**p.as_dict(), "batch": batch[p.target].number,
+                                   "canary": batch[p.target].canary} for p in plans])
+    if len(plans) == 1:
+        return _show_plan(plans[0], False)
+    for line in describe_rollout(fleet, order):
+        print(line)
+    rows = []
+    for p in plans:
+        files = p.details.get("files", {})
+        m = p.details.get("migrations", {})
+        pending = "?" if m.get("pending") is None else str(len(m["pending"])) + (" DIRTY" if m.get("dirty") else "")
+        b = batch[p.target]
+        rows.append((p.target.host, f"{b.number}{' canary' if b.canary else ''}", p.current_revision or "-",
+                     str(p.action), p.release or p.current or "-",
+                     "/".join(str(len(files.get(k, []))) for k in ("added", "changed", "removed")),
+                     ("build" if not p.venv_ready else "ready") if p.dependencies_change else "reused", pending,
+                     p.lock["state"] if p.lock["state"] == "free" else f"{p.lock['state']}: {p.lock['reason']}"))
+    output.print_table(rows, ["host", "batch", "current", "action", "release", "files +/~/-", "venv",
+                              "migrations", "lock"])
+    output.info("nothing was changed")
 
 
 def _options(accept_new_host_key):
@@ -72,12 +115,13 @@ def _show_plan(p, json):
     else:
         text = f"{len(m['pending'])} pending" + (f": {', '.join(m['pending'])}" if m["pending"] else "")
         if m.get("dirty"):
-            text += f"; DIRTY: {', '.join(m['dirty'])} (the deploy will refuse to migrate)"
+            text += (f"; DIRTY: {', '.join(m['dirty'])} (a deploy refuses before shipping anything; see it with "
+                     "inv deploy.exec … -- db.status)")
         pairs.append(("migrations", text + (f" ({m['note']})" if m.get("note") else "")))
     cron = d.get("cron", {})
     pairs.append(("cron", cron.get("error") or cron.get("summary", "")))
     env = p.env
-    bits = [f"{env['set']} key(s) set" if env["exists"] else "none yet (created empty, mode 0600)"]
+    bits = [f"{output.plural(env['set'], 'key')} set" if env["exists"] else "none yet (created empty, mode 0600)"]
     bits += [f"{label}: {', '.join(env[k])}" for k, label in (("missing", "MISSING required"),
                                                              ("added", "new in .env.example"),
                                                              ("extra", "not in .env.example")) if env[k]]
@@ -93,33 +137,38 @@ def _show_plan(p, json):
     output.info("nothing was changed")
 
 
-@task(name="run", default=True, iterable=["host", "target"], help={
+@task(name="run", default=True, iterable=["host", "target", "limit"], help={
     **_WHERE,
     "source": _SOURCE,
     "allow_dirty": "ship the work tree with its uncommitted changes (the release is named <sha>-dirty)",
     "force": "make a new release even when this commit is already current",
-    "dry_run": "print the plan (like deploy.plan) and change nothing",
+    "limit": _LIMIT,
+    "parallel": _PARALLEL,
+    "canary": "hosts deployed first, as a batch of their own (default: the target's canary, else 1; 0: none)",
+    "wait": _WAIT,
+    "dry_run": "print the rollout order and the plan of each host (like deploy.plan) and change nothing",
     "json": "print the outcome of each host as JSON",
 })
 def run(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
-        allow_dirty=False, accept_new_host_key=False, force=False, dry_run=False, json=False):
+        allow_dirty=False, accept_new_host_key=False, force=False, limit=None, parallel=None, canary=None, wait=None,
+        dry_run=False, json=False):
     """Deploy this commit as a new release: sync, provision, migrate, test, switch, verify; roll back if unhealthy."""
     from ops.core import output
-    from ops.deploy import apply as deploy
+    from ops.deploy import fleet as rollout
     from ops.deploy import plan as deploy_plan
 
     s = settings()
-    targets = _targets(host, target, user, port, path, environment)
+    fleet = _fleet(host, target, user, port, path, environment, limit)
+    at_once, first = _number(parallel, "--parallel"), _number(canary, "--canary", minimum=0)
+    seconds = _number(wait, "--wait", minimum=0) or 0
     source = _source(source, allow_dirty or dry_run)
     options = _options(accept_new_host_key)
     if dry_run:
-        plans = [deploy_plan.plan(s, t, source, options, force=force) for t in targets]
-        if json:
-            return output.print_json([p.as_dict() for p in plans])
-        for p in plans:
-            _show_plan(p, False)
-        return
-    outcomes = deploy.deploy(s, targets, source, options, notify=output.info, force=force)
+        order = rollout.rollout_order(fleet, at_once, first)
+        plans = [deploy_plan.plan(s, t, source, options, force=force) for t in fleet.targets]
+        return _show_plans(fleet, plans, order, json)
+    outcomes = rollout.deploy(s, fleet, source, options, notify=output.info, force=force, wait=seconds,
+                              parallel=at_once, canary=first)
     if json:
         return output.print_json([o.as_dict() for o in outcomes])
     for o in outcomes:
@@ -131,39 +180,47 @@ def run(c, host=None, target=None, user=None, port=None, path=None, environment=
             output.info(f"{o.target.host}: {o.release} is current ({o.result}); {verdict} ({o.seconds:.1f}s)")
 
 
-@task(iterable=["host", "target"], help={**_WHERE, "source": _SOURCE,
+@task(iterable=["host", "target", "limit"], help={**_WHERE, "source": _SOURCE,
                                          "force": "plan a new release even when this commit is current",
-                                         "json": "print the plan as JSON"})
+                                         "limit": _LIMIT, "parallel": _PARALLEL,
+                                         "canary": "hosts deployed first, as a batch of their own "
+                                                   "(default: the target's, else 1)",
+                                         "json": "print the plan of each host as JSON"})
 def plan(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
-         accept_new_host_key=False, force=False, json=False):
-    """What a deploy would do, changing nothing: files, dependencies, migrations, cron diff, .env keys, the lock."""
-    from ops.core import output
+         accept_new_host_key=False, force=False, limit=None, parallel=None, canary=None, json=False):
+    """What a deploy would do, changing nothing: files, dependencies, migrations, cron diff, .env keys, the lock;
+    over several hosts, the rollout order and a table, one row per host."""
+    from ops.deploy import fleet as rollout
     from ops.deploy import plan as deploy_plan
 
     s = settings()
-    targets = _targets(host, target, user, port, path, environment)
+    fleet = _fleet(host, target, user, port, path, environment, limit)
+    order = rollout.rollout_order(fleet, _number(parallel, "--parallel"), _number(canary, "--canary", minimum=0))
     source = _source(source, True)
     options = _options(accept_new_host_key)
-    plans = [deploy_plan.plan(s, t, source, options, force=force) for t in targets]
-    if json:
-        return output.print_json([p.as_dict() for p in plans])
-    for p in plans:
-        _show_plan(p, False)
+    plans = [deploy_plan.plan(s, t, source, options, force=force) for t in fleet.targets]
+    _show_plans(fleet, plans, order, json)
 
 
-@task(iterable=["host", "target"], help={**_WHERE, "to": "the release to make current (default: the newest healthy "
-                                                         "release before current)", "json": "print the outcome as JSON"})
+@task(iterable=["host", "target", "limit"], help={
+    **_WHERE, "to": "the release to make current (default: the newest healthy release before current)",
+    "limit": _LIMIT, "parallel": "hosts rolled back at once (default: the target's parallel)", "wait": _WAIT,
+    "with_migrations": "first undo the migrations the release rolled back to lacks (db.rollback in the current "
+                       "release); without it they stay applied (a warning: the database is ahead)",
+    "json": "print the outcome as JSON"})
 def rollback(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
-             to=None, json=False):
+             to=None, limit=None, parallel=None, wait=None, with_migrations=False, json=False):
     """Make an earlier release current again (cron entries follow), then verify its health; unhealthy: switch back."""
     from ops.core import output
     from ops.core.errors import BadInput
-    from ops.deploy import apply as deploy
+    from ops.deploy import fleet as rollout
 
-    targets = _targets(host, target, user, port, path, environment)
-    if to and len(targets) > 1:
-        raise BadInput("--to names one release of one host; give one host")
-    outcomes = [deploy.rollback(settings(), t, _options(accept_new_host_key), output.info, to=to) for t in targets]
+    fleet = _fleet(host, target, user, port, path, environment, limit)
+    if to and len(fleet.targets) > 1:
+        raise BadInput("--to names one release of one host; give one host (--limit HOST)")
+    outcomes = rollout.rollback(settings(), fleet, _options(accept_new_host_key), output.info, to=to,
+                                wait=_number(wait, "--wait", minimum=0) or 0, parallel=_number(parallel, "--parallel"),
+                                with_migrations=with_migrations)
     if json:
         return output.print_json([o.as_dict() for o in outcomes])
     for o in outcomes:
@@ -171,19 +228,34 @@ def rollback(c, host=None, target=None, user=None, port=None, path=None, environ
                     f"{(o.health or {}).get('summary', '')} ({o.seconds:.1f}s)")
 
 
-@task(iterable=["host", "target"], help={**_WHERE, "audit": "how many audit lines to show (default 10)",
-                                         "json": "print as JSON"})
+@task(iterable=["host", "target", "limit"], help={**_WHERE, "audit": "how many audit lines to show (default 10)",
+                                         "limit": _LIMIT, "json": "print as JSON (a list: one object per host)"})
 def status(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
-           audit="10", json=False):
-    """Releases on the target (current, healthy, BAD), the lock, the last deploys from its audit log, its health."""
+           audit="10", limit=None, json=False):
+    """Releases on the target (current, healthy, BAD), the lock, the last deploys from its audit log, its health;
+    over several hosts, a table, one row per host."""
     from ops.core import output
+    from ops.core.errors import WorkFailed
     from ops.deploy import status as deploy_status
+    from ops.deploy.fleet import each_host
 
     lines = whole_number(audit, "--audit", minimum=0)
-    targets = _targets(host, target, user, port, path, environment)
-    results = [deploy_status.status(settings(), t, _options(accept_new_host_key), audit=lines) for t in targets]
+    fleet = _fleet(host, target, user, port, path, environment, limit)
+    options = _options(accept_new_host_key)
+    read = each_host(fleet, lambda t: deploy_status.status(settings(), t, options, audit=lines), output.info)
+    if len(read) == 1 and not isinstance(read[0][1], dict):
+        raise read[0][1]
+    results = [r if isinstance(r, dict) else {"target": t.as_dict(), "error": r.line()} for t, r in read]
+    failed = [r for r in results if "error" in r]
     if json:
-        return output.print_json(results)
+        output.print_json(results)
+    elif len(results) > 1:
+        _status_table(results)
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(results)} hosts could not be read: " +
+                         "; ".join(f"{r['target']['host']}: {r['error']}" for r in failed))
+    if json or len(results) > 1:
+        return
     for r in results:
         t = r["target"]
         output.print_pairs([
@@ -197,6 +269,8 @@ def status(c, host=None, target=None, user=None, port=None, path=None, environme
         ])
         for failed in (r["health"] or {}).get("failed", []):
             output.info(f"  FAIL {failed}")
+        for warning in (r["health"] or {}).get("warnings", []):
+            output.info(f"  warning: {warning}")
         if r["releases"]:
             output.print_table([(x["name"], x["revision"] or "-",
                                  "current" if x["name"] == r["current"] else
@@ -210,6 +284,26 @@ def status(c, host=None, target=None, user=None, port=None, path=None, environme
                                  a.get("error") or a.get("note") or "") for a in reversed(r["audit"])],
                                ["at", "who", "action", "from", "to", "result", "seconds", "note"], title="last deploys",
                                right=["seconds"])
+
+
+def _status_table(results):
+    """One row per host: its current release, health, lock, cron entries, releases and last deploy."""
+    from ops.core import output
+
+    rows = []
+    for r in results:
+        t = r["target"]
+        if "error" in r:
+            rows.append((t["host"], "-", "-", f"UNREADABLE: {r['error']}", "-", "-", "-", "-"))
+            continue
+        bad = sum(1 for x in r["releases"] if x["bad"])
+        last = r["audit"][-1] if r["audit"] else {}
+        rows.append((t["host"], r["current"] or "none", r["current_revision"] or "-",
+                     (r["health"] or {}).get("summary", "no current release"),
+                     r["lock"]["state"], r["cron_entries"], f"{len(r['releases'])}" + (f" ({bad} BAD)" if bad else ""),
+                     f"{last.get('action')} {last.get('result')} at {last.get('at')}" if last else "-"))
+    output.print_table(rows, ["host", "current", "revision", "health", "lock", "cron", "releases", "last deploy"],
+                       right=["cron"])
 
 
 @task(iterable=["host", "target"], help={**_WHERE, "force": "remove the lock even if its holder is running here"})
@@ -280,7 +374,43 @@ def drain(c, timeout=None, keep_cron=False, dry_run=False, json=False):
         output.info(f"  pid {r['pid']} ({r['kind']} {r['what']}) since {r['since']}")
 
 
+@task(name="exec", iterable=["host", "target"], help={
+    **_WHERE, "dry_run": "say where and what would run; run nothing",
+    "json": "print each host's exit code and output as JSON"})
+def exec_(c, host=None, target=None, user=None, port=None, path=None, environment=None, accept_new_host_key=False,
+          dry_run=False, json=False):
+    """Run an inv task in the current release on each host: inv deploy.exec --host H -- db.migrate --resume."""
+    import shlex
+    import sys
+
+    from ops.core import output
+    from ops.core.errors import WorkFailed
+    from ops.deploy import status as deploy_status
+
+    argv = shlex.split(c.remainder or "")
+    targets = _targets(host, target, user, port, path, environment)
+    options = _options(accept_new_host_key)
+    results = []
+    for t in targets:
+        r = deploy_status.exec_in_current(settings(), t, options, argv, dry_run=dry_run)
+        results.append(r)
+        if json:
+            continue
+        if dry_run:
+            output.info(f"{t.host}: would run {shlex.join(r['argv'])} in {r['directory']} ({r['release']})")
+            continue
+        sys.stdout.write(r["stdout"])
+        sys.stderr.write(r["stderr"])
+        output.info(f"{t.host}: {shlex.join(r['argv'])} in {r['release']}: exit {r['exit']}")
+    if json:
+        output.print_json(results)
+    failed = [r for r in results if r.get("exit")]
+    if failed:
+        raise WorkFailed(f"{shlex.join(failed[0]['argv'])} failed on " + ", ".join(
+            f"{r['host']} (exit {r['exit']})" for r in failed))
+
+
 ns = Collection("deploy")
 ns.add_task(run, default=True)
-for t in (plan, rollback, status, unlock, smoke, drain):
+for t in (plan, rollback, status, unlock, exec_, smoke, drain):
     ns.add_task(t)

@@ -8,24 +8,31 @@ A deploy is seven steps, in the order that leaves the running release alone unti
 
 1. **preflight and lock**: validate the target, read the work tree (``git ls-files``; a dirty tree refuses unless
    allowed), one ssh round trip gathers the target's facts, then the deploy lock (refused with its holder named; a
-   holder that is provably gone is stale and taken over). The same commit already current and healthy: a no-op that
-   only re-verifies health.
+   holder that is provably gone is stale and taken over, its deploy audited as killed); a dirty database is refused
+   here, before anything is shipped (``ops.deploy.database``). The same commit already current and healthy: a no-op
+   that only re-verifies health (and installs cron entries a killed deploy left paused).
 2. **sync**: rsync of the tracked files into a new release, unchanged files hard-linked from ``current``.
 3. **provision**: links to ``shared/`` and the venv (built only when missing), ``.env`` created if missing (never
    overwritten), its key names reported against ``config/.env.example``.
-4. **migrate**: ``db.setup`` + ``db.migrate`` of the new release (refuses while a migration is dirty).
+4. **migrate**: ``db.setup`` + ``db.migrate --undo-on-failure`` of the new release: a failing migration is undone,
+   and the error says whether the database is clean or dirty (and the repair).
 5. **test**: the new release's smoke check (``deploy.smoke``: imports, configuration, database, migrations,
    pipelines) and ``inv test --smoke``.
 6. **switch and schedule**: pause cron (``deploy.drain``: the project's entries removed, running chops processes
    given up to ``deploy.drain_timeout`` to finish), stop the rest (``proc.kill --all --grace``), switch ``current``,
    install the entries again from ``current``.
-7. **verify**: ``proc.check`` on the target. Unhealthy: switch back, restore the previous entries, mark the release
-   BAD, exit 1.
+7. **verify**: ``proc.check`` on the target (a check that could not run fails it; warnings are said). Unhealthy:
+   switch back, restore the previous entries, mark the release BAD, check the restored release again, exit 1.
+
+What is about to change is recorded before it changes (``cron_touched``, ``switched``), so Ctrl-C or SIGTERM at any
+point puts ``current`` and the cron entries back as they were.
 
 A rollback is the same :class:`Deployer` in its rollback mode (:meth:`Deployer.for_rollback`): preflight and lock,
-switch and schedule to an earlier release, verify; unhealthy, it switches back.
+switch and schedule to an earlier release, verify; unhealthy, it switches back. Several hosts (batches, a canary,
+hosts in parallel, the way back after a failure) are ``ops.deploy.fleet``'s, which runs one Deployer per host.
 
-Every deploy that held the lock appends one JSON line to ``audit.log`` on the target. Remote commands are built
+Every deploy that held the lock appends one JSON line to ``audit.log`` on the target, and its whole log and an index
+line here (``ops.deploy.history``). Remote commands are built
 with :func:`shlex.quote` per argument; ``.env`` values never leave the target (only key names do). The deployer
 talks to a release on the target only through ``inv TASK --json`` (:meth:`ops.deploy.transport.Remote.inv_json`).
 """
@@ -33,19 +40,20 @@ talks to a release on the target only through ``inv TASK --json`` (:meth:`ops.de
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
-import threading
 from typing import Any, Callable, NoReturn
 
 from ops.core import pidfile
 from ops.core.errors import BadInput, ChopsError, WorkFailed
+from ops.core.output import plural
 from ops.core.process import Holder
+from ops.deploy import database
 from ops.deploy.actions import Action, Result
 from ops.deploy.facts import Facts, gather
+from ops.deploy.history import DeployLog
 from ops.deploy.lock import acquire, describe_holder, holder_id, new_holder
 from ops.deploy.plan import Plan, choose_rollback, env_report, make_plan, rollback_plan
-from ops.deploy.report import ROLLBACK_STEPS, STEPS, Outcome, Steps, audit_record, health
+from ops.deploy.report import ROLLBACK_STEPS, STEPS, Outcome, Steps, audit_record, health, hint_flags
 from ops.deploy.source import Source
 from ops.deploy.targets import Target
 from ops.deploy.transport import Notify, Remote, SshOptions, as_text, last_line, need_ok, rsync_argv
@@ -77,11 +85,15 @@ class Deployer:
     line written."""
 
     def __init__(self, settings, target: Target, source: Source | None, options: SshOptions, notify: Notify,
-                 force: bool = False, prefix: str = "", *, action: Action = Action.DEPLOY, to: str | None = None):
+                 force: bool = False, prefix: str = "", *, action: Action = Action.DEPLOY, to: str | None = None,
+                 with_migrations: bool = False):
         self.settings, self.target, self.source, self.options = settings, target, source, options
-        self.notify, self.force, self.action, self.to = notify, force, action, to
+        self.force, self.action, self.to, self.with_migrations = force, action, to, with_migrations
+        self.log = DeployLog(settings, action, target)
+        self.notify = self.log.tee(notify)
+        self.flags = hint_flags(target, settings.root)  # what a hint needs to reach this target again
         self.remote = Remote(target, options)
-        self.steps = Steps(STEPS if action is Action.DEPLOY else ROLLBACK_STEPS, notify, prefix)
+        self.steps = Steps(STEPS if action is Action.DEPLOY else ROLLBACK_STEPS, self.notify, prefix)
         self.holder: Holder | None = None
         self.plan: Plan | None = None
         self.facts: Facts | None = None
@@ -89,13 +101,16 @@ class Deployer:
         self.paused = False  # the project's cron entries were removed and not yet installed again
         self.switched = False
         self.cron_touched = False  # entries were removed or replaced: a rollback installs the previous ones again
+        self.ended = False  # the lock was given back (with its audit line): nothing is left to clean up
 
     @classmethod
     def for_rollback(cls, settings, target: Target, options: SshOptions, notify: Notify,
-                     to: str | None = None) -> "Deployer":
+                     to: str | None = None, with_migrations: bool = False) -> "Deployer":
         """A Deployer that makes an earlier release current again: ``to``, or the one :func:`choose_rollback` picks.
-        It ships nothing and never marks the release it rolls back to BAD."""
-        return cls(settings, target, None, options, notify, action=Action.ROLLBACK, to=to)
+        It ships nothing and never marks the release it rolls back to BAD. ``with_migrations``: the migrations that
+        release lacks are undone first."""
+        return cls(settings, target, None, options, notify, action=Action.ROLLBACK, to=to,
+                   with_migrations=with_migrations)
 
     # the steps --------------------------------------------------------------------------------------------------------
 
@@ -106,6 +121,7 @@ class Deployer:
                                    self.options, self.notify)
         if took is not None:
             self.notes.append(f"took over the stale lock of {describe_holder(took)}")
+            self.log.killed(took)
         self.plan = make_plan(t, self.source, self.facts, float("inf"), force=self.force)
         if took is not None and self.plan.action is Action.NO_OP:
             self.plan = dataclasses.replace(self.plan, action=Action.REVERIFY)
@@ -116,8 +132,13 @@ class Deployer:
         if p.action is Action.DEPLOY:
             deps = "dependencies unchanged" if not p.dependencies_change else (
                 "new dependencies: venv ready" if p.venv_ready else "new dependencies: venv to build")
+            db = ""
+            if p.current:  # a dirty database is refused before anything is shipped
+                database.announce_lock(self.remote, self.settings, self.notify, self.steps.prefix, "reading its state",
+                                       self.facts.raw.get("db_lock"), ask=False)
+                db = "; " + database.refuse_dirty(self.remote, self.settings, t, f"{t.path}/current", self.flags)
             return (f"{t.label()}: {p.current or 'no release yet'} -> {p.release} "
-                    f"({p.revision}{', dirty tree' if p.dirty else ''}); {deps}")
+                    f"({p.revision}{', dirty tree' if p.dirty else ''}); {deps}{db}")
         return f"{t.label()}: {p.revision} is already current ({p.current})"
 
     def rollback_preflight(self) -> str:
@@ -174,7 +195,7 @@ class Deployer:
         env = env_report(answer.get("env_keys"), answer.get("example"), self.facts.raw.get("env_example_current")
                          if p.current else None)
         self.plan = dataclasses.replace(p, env=env)
-        bits = [f"{env['set']} key(s) set"]
+        bits = [f"{plural(env['set'], 'key')} set"]
         if answer.get("env_created"):
             bits.append("created empty (mode 0600)")
         if answer.get("env_mode_fixed"):
@@ -194,17 +215,13 @@ class Deployer:
         return f"{self.target.path}/releases/{self.plan.release}"
 
     def migrate(self) -> str:
-        t = self.target
-        self.remote.inv_json(self.release_dir(), t.environment, "db.setup")
-        done, out = self.remote.inv_json(self.release_dir(), t.environment, "db.migrate")
-        applied = out.get("applied") if isinstance(out, dict) else None
-        if isinstance(applied, list):
-            return f"{len(applied)} migration(s) applied" + (f": {', '.join(map(str, applied))}" if applied else "")
-        return last_line(done.stderr) or "migrations up to date"
+        database.announce_lock(self.remote, self.settings, self.notify, self.steps.prefix, "migrate")
+        return database.migrate(self.remote, self.settings, self.target, self.release_dir(), self.flags)
 
     def test(self) -> str:
         t = self.target
-        _, smoke = self.remote.inv_json(self.release_dir(), t.environment, "deploy.smoke")
+        _, smoke = self.remote.inv_json(self.release_dir(), t.environment, "deploy.smoke",
+                                        extra_env=database.lock_env(self.settings))
         tests = need_ok(self.remote.inv(self.release_dir(), t.environment, "test", "--smoke", what="inv test --smoke"),
                         "inv test --smoke", t.host)
         summary = next((line for line in reversed(as_text(tests.stdout).splitlines()) if " passed" in line), "passed")
@@ -219,9 +236,10 @@ class Deployer:
         t = self.target
         timeout = self.settings.get("deploy.drain_timeout")
         keep = [] if self._has_crontab() else ["--keep-cron"]
+        # recorded before it happens: interrupted from here on, the entries of current are installed again
+        self.paused = self.cron_touched = True
         _, answer = self.remote.inv_json(directory, t.environment, "deploy.drain", "--timeout", str(timeout), *keep,
                                          timeout=timeout + 120)
-        self.paused = self.cron_touched = True
         words = [f"cron paused ({answer.get('unscheduled', 0)} entries removed)"]
         running = answer.get("running") or []
         if answer.get("waited"):
@@ -251,10 +269,13 @@ class Deployer:
         # rollback, since the release a rollback goes back to may predate ``deploy.drain``.
         newer = f"{t.path}/current" if self.action is Action.ROLLBACK and self.facts.current else self.release_dir()
         paused = self.pause(newer)
+        if self.with_migrations and self.facts.current:
+            paused += "; " + database.undo_ahead(self.remote, self.settings, t, self.release_dir(), newer)
+        self.switched = True  # recorded before it happens: interrupted now, current is switched back (idempotent)
         answer = self.remote.helper("switch", path=t.path, release=p.release)
         if not answer.get("switched"):
+            self.switched = False
             raise WorkFailed(f"switching current on {t.host} failed: {answer.get('error')}")
-        self.switched = True
         return f"{paused}; current -> {p.release}; {self.schedule()}"
 
     def verify(self) -> dict[str, Any]:
@@ -262,12 +283,18 @@ class Deployer:
         verdict: dict[str, Any] = {}
 
         def gate() -> str:
-            verdict.update(health(self.remote, self.target))
+            verdict.update(health(self.remote, self.target, extra_env=database.lock_env(self.settings)))
             if not verdict["healthy"]:
                 raise Unhealthy(verdict)
             return verdict["summary"]
 
-        self.steps.run("verify", gate)
+        database.announce_lock(self.remote, self.settings, self.notify, self.steps.prefix, "the health check",
+                               self.facts.raw.get("db_lock"), ask=self.plan.action not in (Action.NO_OP,))
+        try:
+            self.steps.run("verify", gate)
+        finally:
+            for warning in verdict.get("warnings", []):
+                self.notify(f"{self.steps.prefix}      warning: {warning}")
         return verdict
 
     # the whole --------------------------------------------------------------------------------------------------------
@@ -275,6 +302,26 @@ class Deployer:
     def deploy(self) -> Outcome:
         """Preflight and lock, sync, provision, migrate, test, switch and schedule, verify; only the health check
         (and the schedule, for a release not known healthy) when the revision is already current."""
+        return self._guarded(self._deploy)
+
+    def rollback(self) -> Outcome:
+        """Make the chosen earlier release current again: pause cron (undo the migrations it lacks, with
+        ``with_migrations``), switch, schedule from it, verify. Unhealthy: switch back and raise WorkFailed (exit 1)."""
+        return self._guarded(self._rollback)
+
+    def _guarded(self, body: Callable[[], Outcome]) -> Outcome:
+        """``body()``; an interrupt that lands between two steps (outside their own handlers) is cleaned up here as
+        in a step; the ssh connection is ended in every case."""
+        try:
+            return body()
+        except BaseException as exc:
+            if not self.ended and self.holder is not None:
+                self._abort(exc) if self.plan is not None else self._release_quietly(exc)
+            raise
+        finally:
+            self._close()
+
+    def _deploy(self) -> Outcome:
         t = self.target
         pidfile.working(self.settings, "deploy", f"{t.host} (preflight)")
         self._first_step(self.preflight)
@@ -301,9 +348,7 @@ class Deployer:
         return Outcome(t, Action.DEPLOY, Result.DEPLOYED, p.release, p.current, self.steps.as_list(),
                        self.steps.seconds, verdict, notes=self.notes)
 
-    def rollback(self) -> Outcome:
-        """Make the chosen earlier release current again: pause cron, switch, schedule from it, verify. Unhealthy:
-        switch back and raise WorkFailed (exit 1)."""
+    def _rollback(self) -> Outcome:
         t = self.target
         self._first_step(self.rollback_preflight)
         p = self.plan
@@ -313,6 +358,8 @@ class Deployer:
         except Unhealthy as bad:
             reason = _reason(bad.result)
             restored = self._restore()
+            found = self._reverify()
+            restored += f"; {found}" if found else ""
             self._finish(Result.FAILED, error=f"unhealthy: {reason}", note=restored)
             raise WorkFailed(f"{t.host}: {p.release} is unhealthy ({reason}); switched back: {restored}") from None
         except BaseException as exc:
@@ -326,14 +373,16 @@ class Deployer:
         """Preflight and lock; on any failure the lock, if it was taken, is released again."""
         try:
             self.steps.run(self.steps.items[0].name, body)
-        except BaseException:
-            self._release_quietly()
+        except BaseException as exc:
+            self._release_quietly(exc)
             raise
 
     def _finish(self, result: Result, marks: list[dict[str, Any]] | None = None, prune: bool = False,
                 error: str | None = None, note: str | None = None) -> dict[str, Any]:
         """One round trip at the end: mark releases, prune old ones (``prune``), append the audit line, unlock."""
         p = self.plan
+        self.ended = True
+        self.log.record(result, p.release or p.current, p.current, error)
         return self.remote.helper("finish", path=self.target.path, id=holder_id(self.holder), marks=marks or [],
                                   keep=self.settings.get("deploy.keep_releases") if prune else None,
                                   audit=audit_record(self.action, self.target, result, self.steps, p.current,
@@ -342,6 +391,7 @@ class Deployer:
     def _verify_only(self) -> Outcome:
         p, t = self.plan, self.target
         why = f"{p.revision} is already current" if p.action is Action.NO_OP else \
+            f"{p.revision} is current; its cron entries were left paused" if self.facts.raw.get("cron_paused") else \
             f"{p.revision} is current but was not verified healthy"
         skipped = list(STEPS[1:6]) if p.action is Action.NO_OP else list(STEPS[1:5])
         self.steps.skip(skipped, why)
@@ -352,9 +402,9 @@ class Deployer:
         except Unhealthy as bad:
             self._finish(Result.UNHEALTHY, error="; ".join(bad.result["failed"]))
             raise WorkFailed(f"{t.host}: {p.current} is current and UNHEALTHY: {'; '.join(bad.result['failed'])}",
-                             hint=f"inv deploy.status --host {t.host}; inv deploy.rollback --host {t.host}") from None
-        except BaseException:
-            self._release_quietly()
+                             hint=f"inv deploy.status {self.flags}; inv deploy.rollback {self.flags}") from None
+        except BaseException as exc:
+            self._release_quietly(exc)
             raise
         result = Result.NO_OP if p.action is Action.NO_OP else Result.REVERIFIED
         self._finish(result, marks=[{"release": p.current, "status": "healthy"}], prune=True,
@@ -370,10 +420,28 @@ class Deployer:
         self.notify(f"{self.steps.prefix}      {p.release} is unhealthy: {reason}")
         self.notify(f"{self.steps.prefix}      rolling back to {p.current or 'no release'}")
         restored = self._restore()
+        found = self._reverify()
+        if found:
+            restored += f"; {found}"
         self._finish(Result.ROLLED_BACK, prune=True, error=f"unhealthy: {reason}", note=restored,
                      marks=[{"release": p.release, "status": "bad", "reason": f"failed its health check: {reason}"}])
         raise WorkFailed(f"{t.host}: {p.release} failed its health check ({reason}); rolled back: {restored}",
-                         hint=f"the release is marked BAD; inv deploy.status --host {t.host}")
+                         hint=f"the release is marked BAD; inv deploy.status {self.flags}")
+
+    def _reverify(self) -> str:
+        """The health of the release a rollback restored, in words (its warnings said): what was found, not assumed."""
+        p = self.plan
+        if p.current is None or self.switched:
+            return ""
+        try:
+            verdict = health(self.remote, self.target, extra_env=database.lock_env(self.settings))
+        except ChopsError as exc:
+            return f"{p.current} could not be checked again ({exc.line()})"
+        for warning in verdict["warnings"]:
+            self.notify(f"{self.steps.prefix}      warning ({p.current}): {warning}")
+        if verdict["healthy"]:
+            return f"{p.current} re-verified: {verdict['summary']}"
+        return f"{p.current} is UNHEALTHY too: {'; '.join(verdict['failed']) or verdict['summary']}"
 
     def _restore(self) -> str:
         """Switch back to the previous release (none: no current) and put its cron entries back."""
@@ -407,8 +475,11 @@ class Deployer:
                 restored = self._restore()
         except BaseException as again:  # noqa: BLE001 - reported, the original error wins
             restored = f"could not restore: {error_line(again)}"
-        self.notify(f"{self.steps.prefix}      {self.action} of {p.release} stopped: {error}"
-                    + (f"; {restored}" if restored else "; current was not touched"))
+        said = restored or "current was not touched"
+        if isinstance(exc, ChopsError):  # its one line, printed at the end, says what happened to the target
+            exc.message += f"; {said}"
+        else:
+            self.notify(f"{self.steps.prefix}      {self.action} of {p.release} stopped ({error}): {said}")
         marks = [{"release": p.release, "status": "bad", "reason": error}] \
             if p.release and self.action is Action.DEPLOY else []  # a rollback never marks the release it goes to
         try:
@@ -416,56 +487,32 @@ class Deployer:
                          prune=True, error=error, note=restored)
         except BaseException:  # noqa: BLE001
             self.notify(f"{self.steps.prefix}      could not release the deploy lock on {t.host}: "
-                        f"run inv deploy.unlock --host {t.host}")
+                        f"run inv deploy.unlock {self.flags}")
 
-    def _release_quietly(self) -> None:
+    def _release_quietly(self, exc: BaseException) -> None:
+        """Preflight failed: unlock (with an audit line when the lock was ours) and record it here."""
+        current = self.facts.current if self.facts else None
+        result = Result.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Result.FAILED
+        self.ended = True
+        self.log.record(result, self.plan.release if self.plan else None, current, error_line(exc))
         if not self.holder or not self.remote.connected:
             return
         try:
-            self.remote.helper("unlock", path=self.target.path, id=holder_id(self.holder))
+            self.remote.helper("unlock", path=self.target.path, id=holder_id(self.holder),
+                               audit=audit_record(self.action, self.target, result, self.steps, current, None,
+                                                  self.plan.revision if self.plan else None, error=error_line(exc)))
         except BaseException:  # noqa: BLE001
             pass
+
+    def _close(self) -> None:
+        """The end of this deploy: its log closed, the shared ssh connection ended (not left for ControlPersist)."""
+        self.log.close()
+        self.remote.close()
 
 
 # --- the commands ---------------------------------------------------------------------------------------------------------
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``inv proc.kill`` of a deploy): cleaned up like Ctrl-C: cron restored, release marked, lock freed."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
-def deploy(settings, targets: list[Target], source: Source, options: SshOptions, notify: Notify,
-           force: bool = False) -> list[Outcome]:
-    """Deploy to each target in turn; stop at the first that fails (its error says what was deployed before)."""
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            return _deploy_all(settings, targets, source, options, notify, force)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    return _deploy_all(settings, targets, source, options, notify, force)
-
-
-def _deploy_all(settings, targets: list[Target], source: Source, options: SshOptions, notify: Notify,
-                force: bool) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    for i, target in enumerate(targets):
-        prefix = f"{target.host}: " if len(targets) > 1 else ""
-        try:
-            outcome = Deployer(settings, target, source, options, notify, force, prefix).deploy()
-        except ChopsError as exc:
-            if outcomes or i + 1 < len(targets):
-                done = ", ".join(o.target.host for o in outcomes) or "none"
-                rest = ", ".join(t.host for t in targets[i + 1:]) or "none"
-                exc.message += f" [deployed before it: {done}; not attempted: {rest}]"
-            raise
-        outcomes.append(outcome)
-    return outcomes
-
-
-def rollback(settings, target: Target, options: SshOptions, notify: Notify, to: str | None = None) -> Outcome:
+def rollback(settings, target: Target, options: SshOptions, notify: Notify, to: str | None = None,
+             with_migrations: bool = False) -> Outcome:
     """Make an earlier release current again: pause cron, switch, schedule from it, verify. Unhealthy: switch back."""
-    return Deployer.for_rollback(settings, target, options, notify, to=to).rollback()
+    return Deployer.for_rollback(settings, target, options, notify, to=to, with_migrations=with_migrations).rollback()

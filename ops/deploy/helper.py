@@ -1,9 +1,8 @@
 """The deploy helper that runs on a deploy target: small, read-mostly operations on the release layout.
 
-``ops.deploy.transport`` sends this file's source to the target's ``python3`` over ssh (``python3 - COMMAND JSON``, the
-source on stdin), so it depends on the standard library only and runs on any Python 3.8+, whatever the target has
-installed. Each command takes one JSON object as its argument and prints one JSON object. Nothing here ever reads
-a value out of ``.env``: only key names leave the target.
+``ops.deploy.transport`` sends this file's source and one command's JSON argument over ssh to the target's ``python3``
+(stdin, started by :data:`BOOT`): standard library only, any Python 3.8+. Each command prints one JSON object. Nothing
+here reads a value out of ``.env``: only key names leave the target.
 
 The layout under the deploy path::
 
@@ -13,7 +12,10 @@ The layout under the deploy path::
     shared/var/                    logs, pid files, the embedded database: they survive releases
     venvs/<key>/                   virtualenvs keyed by the Python version and requirements.txt
     deploy.lock                    who is deploying (JSON), taken under an flock on .deploy.mutex
-    audit.log                      one JSON line per deploy, rollback and unlock
+    audit.log                      one JSON line per deploy, rollback and unlock (repeated no-ops collapse)
+
+Remote work ends with the connection: the caller keeps stdin open while it waits; when it closes (the deploy killed,
+the connection lost) the helper's process group (a venv build's pip, an ``inv`` task) gets SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 LOCK = "deploy.lock"
@@ -37,6 +41,10 @@ AUDIT = "audit.log"
 MARKERS = ("REVISION", "BAD", "HEALTHY", FILES)
 _KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _EXAMPLE_KEY = re.compile(r"^\s*(#\s*)?(?:export\s+)?([A-Z][A-Z0-9_]*)=")
+# What the target's Python runs (``python3 -c BOOT N``): the first N bytes of stdin are this program; the rest of
+# stdin stays open until the caller is done, and its end ends the work (:func:`watch_stdin`).
+BOOT = "import sys; exec(compile(sys.stdin.buffer.read(int(sys.argv[1])), 'chops-deploy-helper', 'exec'))"
+GRACE = 10  # seconds the process group gets after SIGTERM before SIGKILL, once the connection is gone
 
 
 # --- reading the layout ---------------------------------------------------------------------------------------------
@@ -197,17 +205,13 @@ def blob_hashes(root):
 def python_facts(python):
     """The interpreter venvs are built with: its version, implementation, machine and real path (this process's
     own when ``python`` is the interpreter running this helper, as it is when ops.deploy.transport runs it)."""
+    facts = ("{'version': platform.python_version(), 'implementation': sys.implementation.name, 'machine': "
+             "platform.machine(), 'executable': os.path.realpath(sys.executable), "
+             "'venv': __import__('importlib.util').util.find_spec('ensurepip') is not None}")
     found = shutil.which(python)
     if found and os.path.realpath(found) == os.path.realpath(sys.executable):
-        import importlib.util
-
-        return {"version": platform.python_version(), "implementation": sys.implementation.name,
-                "machine": platform.machine(), "executable": os.path.realpath(sys.executable),
-                "venv": importlib.util.find_spec("ensurepip") is not None}
-    code = ("import json, os, platform, sys; print(json.dumps({'version': platform.python_version(), "
-            "'implementation': sys.implementation.name, 'machine': platform.machine(), "
-            "'executable': os.path.realpath(sys.executable), "
-            "'venv': __import__('importlib.util').util.find_spec('ensurepip') is not None}))")
+        return eval(facts, {"platform": platform, "sys": sys, "os": os})  # noqa: S307 - our own constant
+    code = f"import json, os, platform, sys; print(json.dumps({facts}))"
     try:
         done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
     except OSError as exc:
@@ -227,17 +231,20 @@ def cmd_facts(a):
     parent = os.path.dirname(path.rstrip("/")) or "/"
     python = python_facts(a.get("python") or "python3")
     tried = None
+
+    def writable():
+        there = os.path.isdir(path)
+        return os.access(path if there else parent, os.W_OK) if (there or os.path.isdir(parent)) else False
+
     if a.get("holder"):
-        exists = os.path.isdir(path)
-        writable = os.access(path if exists else parent, os.W_OK) if (exists or os.path.isdir(parent)) else False
-        ready = (writable and shutil.which("rsync") and python.get("venv")
+        ready = (writable() and shutil.which("rsync") and python.get("venv")
                  and (shutil.which("crontab") or not a.get("need_crontab")))
         tried = cmd_lock(a) if ready else {"acquired": False, "holder": None, "not_ready": True}
     exists = os.path.isdir(path)
     current = current_release(path) if exists else None
     out = {
         "path": path, "exists": exists,
-        "writable": os.access(path if exists else parent, os.W_OK) if (exists or os.path.isdir(parent)) else False,
+        "writable": writable(),
         "parent_exists": os.path.isdir(parent),
         "hostname": socket.gethostname(), "uid": os.getuid(),
         "python": python,
@@ -250,6 +257,8 @@ def cmd_facts(a):
         "crontab": crontab_lines(a.get("tag")),
         "audit": audit_tail(path, int(a.get("audit", 0))) if exists else [],
         "rsync": shutil.which("rsync") is not None,
+        "cron_paused": _json_file(os.path.join(path, "shared", "var", "run", "cron.paused")) if exists else None,
+        "db_lock": db_lock_holder(path) if exists else None,
     }
     env_file = os.path.join(path, "shared", ".env")
     if exists and os.path.exists(env_file):
@@ -259,6 +268,32 @@ def cmd_facts(a):
         if a.get("manifest"):
             out["manifest"] = blob_hashes(os.path.join(path, "releases", current))
     return out
+
+
+def _json_file(path):
+    raw = _read(path)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"unreadable": raw[:200]}
+
+
+def db_lock_holder(path):
+    """Who holds the embedded database's lock (``shared/var/clickhouse.lock``, an flock with its holder written in
+    it), or None when nobody does (or the target's database is a server)."""
+    lock = os.path.join(path, "shared", "var", "clickhouse.lock")
+    try:
+        fh = open(lock, "rb")
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when fh closes
+        except OSError:
+            return _json_file(lock) or {"unreadable": ""}
+    return None
 
 
 def _mutex(path):
@@ -278,7 +313,19 @@ def cmd_lock(a):
         if holder is not None and holder.get("id") != a.get("takeover"):
             return {"acquired": False, "holder": holder}
         _write_atomic(os.path.join(path, LOCK), json.dumps(a["holder"]))
+        if holder is not None and a.get("takeover") and holder.get("id") != a["holder"].get("id"):
+            _append_audit(path, killed_record(holder, a["holder"]))  # the deploy that died says nothing itself
         return {"acquired": True, "took_over": holder}
+
+
+def killed_record(old, new):
+    """The audit line of a deploy that died holding the lock, written by the one that takes its lock over."""
+    return {"at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "who": f"{old.get('user', '?')}@"
+            f"{old.get('host', '?')}", "action": old.get("action", "deploy"), "host": socket.gethostname(), "from": None,
+            "to": old.get("release"), "revision": None, "result": "killed", "seconds": None, "steps": [],
+            "error": f"pid {old.get('pid', '?')} died holding the deploy lock (since {old.get('since', '?')})",
+            "note": f"recorded by the deploy of {new.get('user', '?')}@{new.get('host', '?')} pid "
+                    f"{new.get('pid', '?')} that took its lock over"}
 
 
 def cmd_unlock(a):
@@ -298,13 +345,17 @@ def cmd_unlock(a):
         return {"released": True, "holder": holder}
 
 
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _symlink(target, link):
     """Point ``link`` at ``target``, atomically (a new link renamed over the old one)."""
     tmp = f"{link}.tmp-{os.getpid()}"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
+    _remove(tmp)
     os.symlink(target, tmp)
     os.replace(tmp, link)
 
@@ -353,8 +404,7 @@ def cmd_venv(a):
     if os.path.exists(marker):
         return {"built": False, "seconds": 0.0}
     started = time.time()
-    if os.path.exists(venv_dir):
-        shutil.rmtree(venv_dir)
+    shutil.rmtree(venv_dir, ignore_errors=True)
     os.makedirs(os.path.join(path, "venvs"), exist_ok=True)
     log = os.path.join(path, "venvs", f"{key}.log")
     python = a.get("python") or "python3"
@@ -399,27 +449,25 @@ def cmd_mark(a):
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     if a["status"] == "bad":
         _write_atomic(os.path.join(rel, "BAD"), f"{stamp} {a.get('reason', '')}".strip() + "\n")
-        try:
-            os.unlink(os.path.join(rel, "HEALTHY"))
-        except FileNotFoundError:
-            pass
+        _remove(os.path.join(rel, "HEALTHY"))
     else:
         _write_atomic(os.path.join(rel, "HEALTHY"), stamp + "\n")
-        try:
-            os.unlink(os.path.join(rel, "BAD"))
-        except FileNotFoundError:
-            pass
+        _remove(os.path.join(rel, "BAD"))
     return {"marked": True}
 
 
 def prune_plan(found, current, keep):
-    """Which releases to remove: all but the ``keep`` newest, never ``current``, never the newest healthy one (the
-    rollback target), always the incomplete ones (a sync that died). Pure: ``found`` is :func:`releases`' list."""
-    names = [r["name"] for r in found if r["complete"]]
-    kept = set(names[-keep:]) if keep > 0 else set()
+    """Which releases to remove: all but the ``keep`` newest that are not BAD (a BAD release never takes a place),
+    never ``current``, never the newest healthy one (the rollback target) nor the newest BAD one (to look at),
+    always the incomplete ones (a sync that died). Pure: ``found`` is :func:`releases`' list."""
+    good = [r["name"] for r in found if r["complete"] and not r["bad"]]
+    kept = set(good[-keep:]) if keep > 0 else set()
     healthy = [r["name"] for r in found if r["healthy"] and not r["bad"] and r["complete"] and r["name"] != current]
     if healthy:
         kept.add(healthy[-1])
+    bad = [r["name"] for r in found if r["complete"] and r["bad"]]
+    if bad:
+        kept.add(bad[-1])
     if current:
         kept.add(current)
     return [r["name"] for r in found if r["name"] != current and (not r["complete"] or r["name"] not in kept)]
@@ -436,17 +484,28 @@ def prune(path, keep):
     for v in venvs(path):
         if v["key"] not in used:
             shutil.rmtree(os.path.join(path, "venvs", v["key"]), ignore_errors=True)
-            try:
-                os.unlink(os.path.join(path, "venvs", f"{v['key']}.log"))
-            except FileNotFoundError:
-                pass
+            _remove(os.path.join(path, "venvs", f"{v['key']}.log"))
             gone_venvs.append(v["key"])
     return {"releases": doomed, "venvs": gone_venvs}
 
 
 def _append_audit(path, entry):
+    """One JSON line; a no-op after a no-op of the same release replaces it, counting (``repeats``, ``first_at``)."""
+    log = os.path.join(path, AUDIT)
+    if entry.get("result") == "no-op":
+        lines = (_read(log, "") or "").splitlines()
+        try:
+            last = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            last = None
+        if isinstance(last, dict) and last.get("result") == "no-op" and last.get("to") == entry.get("to"):
+            entry = {**entry, "repeats": int(last.get("repeats") or 1) + 1,
+                     "first_at": last.get("first_at") or last.get("at")}
+            lines[-1] = json.dumps(entry, sort_keys=True)
+            _write_atomic(log, "".join(line + "\n" for line in lines), 0o640)
+            return
     line = json.dumps(entry, sort_keys=True) + "\n"
-    fd = os.open(os.path.join(path, AUDIT), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     with os.fdopen(fd, "a") as fh:
         fh.write(line)
 
@@ -468,18 +527,65 @@ def cmd_finish(a):
 
 
 def cmd_audit(a):
-    _append_audit(a["path"], a["audit"])
-    return {"written": True}
+    return _append_audit(a["path"], a["audit"]) or {"written": True}
+
+
+def cmd_exec(a):
+    """Run ``argv`` in ``cwd`` with ``env`` added, its output passed through, stdin empty: an ``inv`` task of a
+    release. Returns its exit code (this command prints no JSON of its own)."""
+    env = dict(os.environ, **(a.get("env") or {}))
+    try:
+        child = subprocess.Popen(a["argv"], cwd=a["cwd"], env=env, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {a['argv'][0]} in {a['cwd']}: {exc.strerror}\n")
+        return 127
+    return child.wait()
+
+
+def _end_group():
+    """The caller is gone: SIGTERM to this process group (this helper stays: see :func:`watch_stdin`), then SIGKILL
+    after :data:`GRACE`."""
+    try:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+        deadline = time.time() + GRACE
+        while time.time() < deadline and os.waitpid(-1, os.WNOHANG) is not None:
+            time.sleep(0.1)
+    except OSError:  # no child left (ChildProcessError): all ended
+        pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)  # this helper too
+    os._exit(143)
+
+
+def watch_stdin():
+    """End the work when stdin closes (started by :data:`BOOT`, whose caller holds stdin open until it is done)."""
+    # This helper outlives its own SIGTERM to send the SIGKILL; a handler (not SIG_IGN) is reset by exec, so the
+    # processes it starts still die of SIGTERM.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+
+    def watch():
+        try:
+            while os.read(0, 65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        _end_group()
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
 COMMANDS = {"facts": cmd_facts, "lock": cmd_lock, "unlock": cmd_unlock, "prepare": cmd_prepare, "venv": cmd_venv,
-            "switch": cmd_switch, "mark": cmd_mark, "finish": cmd_finish, "audit": cmd_audit}
+            "switch": cmd_switch, "mark": cmd_mark, "finish": cmd_finish, "audit": cmd_audit, "exec": cmd_exec,
+            "dblock": lambda a: {"holder": db_lock_holder(a["path"])}}
 
 
-def main(argv):
+def main(argv, watch=False):
     if len(argv) != 2 or argv[0] not in COMMANDS:
         print(json.dumps({"error": f"usage: python3 - {{{'|'.join(COMMANDS)}}} JSON"}))
         return 2
+    if watch:
+        watch_stdin()
+    if argv[0] == "exec":
+        return cmd_exec(json.loads(argv[1]))
     try:
         result = COMMANDS[argv[0]](json.loads(argv[1]))
     except OSError as exc:

@@ -22,6 +22,15 @@ from ops.deploy.transport import Notify, Remote, SshOptions
 Alive = Callable[[int, float | None], bool]
 
 
+class LockHeld(WorkFailed):
+    """The deploy lock is held by someone else, alive as far as we can tell; nothing was changed. ``holder``: the lock
+    record (what a caller that waits for the lock polls)."""
+
+    def __init__(self, message: str, holder: Mapping[str, Any] | None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.holder = dict(holder or {})
+
+
 def new_holder(action: Action, release: str | None = None) -> Holder:
     """Who is deploying: this process, what it does and to which release, and an id of its own (what the helper
     compares on a takeover and an unlock). ``as_dict()`` is the lock file's content."""
@@ -82,12 +91,13 @@ def acquire(remote: Remote, holder: Holder, stale_after: float, options: SshOpti
     current = answer["holder"]
     state, reason = lock_state(current, stale_after)
     if state is not LockState.STALE:
-        raise WorkFailed(f"{remote.target.host} is being deployed by {describe_holder(current)}; nothing was changed",
-                         hint=f"wait for it; if it is gone: inv deploy.unlock --host {remote.target.host}")
+        raise LockHeld(f"{remote.target.host} is being deployed by {describe_holder(current)}; nothing was changed",
+                       current, hint=f"wait for it (--wait SECONDS); if it is gone: inv deploy.unlock --host "
+                                     f"{remote.target.host}")
     facts = gather(remote, holder=holder, takeover=current.get("id"))
     if not facts.raw["lock_result"]["acquired"]:
-        raise WorkFailed(f"{remote.target.host} is being deployed by "
-                         f"{describe_holder(facts.raw['lock_result']['holder'])}",
-                         hint="someone took the stale lock first; wait for them")
+        raise LockHeld(f"{remote.target.host} is being deployed by "
+                       f"{describe_holder(facts.raw['lock_result']['holder'])}", facts.raw["lock_result"]["holder"],
+                       hint="someone took the stale lock first; wait for them (--wait SECONDS)")
     notify(f"      took over a stale deploy lock: {reason} ({describe_holder(current)})")
     return facts, current

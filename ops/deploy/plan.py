@@ -81,13 +81,17 @@ def make_plan(target: Target, source: Source, facts: Facts, stale_after: float, 
               now: datetime | None = None, here: str | None = None,
               alive: Alive | None = None) -> Plan:
     """The plan for one target. Pure given the facts: a no-op when the same revision is current and healthy, a
-    re-verification when it is current but not known healthy (a deploy died after its switch), else a new release."""
+    re-verification (schedule, then verify) when it is current but not known healthy (a deploy died after its switch)
+    or its cron entries are paused (a deploy died during the pause), else a new release."""
     key = venv_key(facts.python, source.requirements)
     current = facts.current
     cur = facts.release(current)
     state, reason = lock_state(facts.raw.get("lock"), stale_after, here, alive)
     if cur and cur["revision"] == source.revision and not force:
-        action = Action.NO_OP if cur.get("healthy") and state is not LockState.STALE else Action.REVERIFY
+        # a deploy that died after pausing cron left the pause standing: the entries are installed again
+        paused = facts.raw.get("cron_paused") and target.cron
+        action = Action.NO_OP if cur.get("healthy") and state is not LockState.STALE and not paused \
+            else Action.REVERIFY
         release = None
     else:
         action, release = Action.DEPLOY, release_name(source, [r["name"] for r in facts.releases], now)

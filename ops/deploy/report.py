@@ -5,6 +5,7 @@ shows) and the Outcome it returns."""
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import socket
 import sys
 import time
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ops.core.errors import BadInput, ChopsError
+from ops.core.output import plural
 from ops.core.process import user_name
 from ops.core.timefmt import stamp
 from ops.deploy.actions import Action, Result
-from ops.deploy.targets import Target
+from ops.deploy.targets import Target, read_targets
 from ops.deploy.transport import Notify, Remote, last_line
 
 STEPS = ("preflight and lock", "sync", "provision", "migrate", "test", "switch and schedule", "verify")
@@ -55,9 +57,13 @@ class Steps:
             raise
         finally:
             step.seconds = round(time.monotonic() - began, 2)
-            mark = "" if step.status == "ok" else " FAILED"
-            if not (step.status == "failed" and isinstance(sys.exc_info()[1], BadInput)):  # its one line says it all
-                self.notify(f"{self.prefix}[{step.number}/{len(self.items)}] {step.name}{mark}: {step.detail} "
+            failed = sys.exc_info()[1]
+            if step.status == "ok":
+                self.notify(f"{self.prefix}[{step.number}/{len(self.items)}] {step.name}: {step.detail} "
+                            f"({step.seconds:.1f}s)")
+            elif not isinstance(failed, BadInput):  # a ChopsError's one line is printed once, at the end
+                said = "" if isinstance(failed, ChopsError) else f": {step.detail}"
+                self.notify(f"{self.prefix}[{step.number}/{len(self.items)}] {step.name} FAILED{said} "
                             f"({step.seconds:.1f}s)")
 
     def skip(self, names: Iterable[str], why: str) -> None:
@@ -91,18 +97,49 @@ def audit_record(action: Action, target: Target, result: Result, steps: Steps | 
             "error": error, "note": note}
 
 
-def health(remote: Remote, target: Target) -> dict[str, Any]:
-    """``proc.check --json`` of ``current`` on the target: the verdict, and the failed checks' reasons."""
+def health(remote: Remote, target: Target, strict: bool = True, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``proc.check --json`` of ``current`` on the target: the verdict, the failed checks' reasons and the warnings.
+    ``strict`` (a deploy's gate): a check that could not run ("not checked: …") counts as failed, not as a warning."""
     done, verdict = remote.inv_json(f"{target.path}/current", target.environment, "proc.check", timeout=600,
-                                    check=False)
+                                    extra_env=extra_env, check=False)
     if not isinstance(verdict, dict) or "healthy" not in verdict:
         return {"healthy": False, "failed": [f"proc.check did not run: {last_line(done.stderr) or done.returncode}"],
-                "summary": "proc.check did not run", "checks": []}
-    failed = [f"{c['name']}: {c['reason']}" for c in verdict.get("checks", []) if c.get("status") == "fail"]
-    healthy = bool(verdict["healthy"]) and done.returncode == 0
+                "warnings": [], "summary": "proc.check did not run", "checks": []}
+    checks = verdict.get("checks", [])
+    unrun = [c for c in checks if strict and c.get("status") == "warn" and str(c.get("reason", "")).startswith("not checked")]
+    failed = [f"{c['name']}: {c['reason']}" for c in checks if c.get("status") == "fail" or c in unrun]
+    warnings = [f"{c['name']}: {c['reason']}" for c in checks if c.get("status") == "warn" and c not in unrun]
+    healthy = bool(verdict["healthy"]) and done.returncode == 0 and not unrun
     summary = (f"{'healthy' if healthy else 'UNHEALTHY'}: {verdict.get('passed', 0)} passed, "
-               f"{verdict.get('warnings', 0)} warning(s), {verdict.get('failed', 0)} failed")
-    return {"healthy": healthy, "failed": failed, "summary": summary, "checks": verdict.get("checks", [])}
+               f"{plural(len(warnings), 'warning')}, {verdict.get('failed', 0) + len(unrun)} failed"
+               + (f" ({len(unrun)} could not run)" if unrun else ""))
+    return {"healthy": healthy, "failed": failed, "warnings": warnings, "summary": summary, "checks": checks}
+
+
+def hint_flags(target: Target, root=None) -> str:
+    """The flags that name ``target`` again in a hint: ``--target NAME`` or ``--host H``, plus each of user, port,
+    path and environment that differs from what that name alone gives (so a copied hint reaches the same place)."""
+    config = read_targets(root) if root else read_targets()
+    base: dict[str, Any] = {"user": None, "port": 22, "path": None, "environment": "prod", **config["defaults"]}
+    if target.name and target.name in config["targets"]:
+        base.update({k: v for k, v in config["targets"][target.name].items() if k in base})
+        out = [f"--target {target.name}"]
+        if len(_hosts_of(config["targets"][target.name])) > 1:
+            out = [f"--host {target.host}"] + [f"--{k} {shlex.quote(str(getattr(target, k)))}"
+                                               for k in ("user", "port", "path", "environment")]
+            return " ".join(out)
+    else:
+        out = [f"--host {target.host}"]
+    for key in ("user", "port", "path", "environment"):
+        value = getattr(target, key)
+        if base.get(key) is None or str(base[key]) != str(value):
+            out.append(f"--{key} {shlex.quote(str(value))}")
+    return " ".join(out)
+
+
+def _hosts_of(body: dict[str, Any]) -> list[Any]:
+    listed = body.get("hosts")
+    return listed if isinstance(listed, list) else [body.get("host")]
 
 
 @dataclass

@@ -1,12 +1,13 @@
-"""What a target looks like now, and the lock by hand: ``deploy.status`` (releases, the lock, the last deploys from
-the audit log, the health of ``current``) and ``deploy.unlock``. Neither ships or switches anything."""
+"""What a target looks like now, and work by hand: ``deploy.status`` (releases, the lock, the last deploys from the
+audit log, the health of ``current`` with its warnings), ``deploy.unlock`` and ``deploy.exec`` (an inv task in the
+current release). None ships or switches anything."""
 
 from __future__ import annotations
 
 import socket
 from typing import Any
 
-from ops.core.errors import WorkFailed
+from ops.core.errors import BadInput, WorkFailed
 from ops.deploy.actions import Action, LockState, Result
 from ops.deploy.facts import gather
 from ops.deploy.lock import describe_holder, lock_state
@@ -25,8 +26,30 @@ def status(settings, target: Target, options: SshOptions, audit: int = 10, with_
            "audit": facts.raw.get("audit", []), "cron_entries": len((facts.raw.get("crontab") or {}).get("lines", [])),
            "health": None}
     if with_health and facts.current:
-        out["health"] = health(remote, target)
+        out["health"] = health(remote, target, strict=False)
+    remote.close()
     return out
+
+
+def exec_in_current(settings, target: Target, options: SshOptions, argv: list[str],
+                    dry_run: bool = False) -> dict[str, Any]:
+    """``inv ARGV`` in the current release of ``target`` (its venv, its environment), like ``kamal app exec``: what it
+    printed and its exit code. ``dry_run``: the command line only."""
+    if not argv or argv[0].startswith("-"):
+        raise BadInput("name the task to run after --: inv deploy.exec --host H -- db.status")
+    remote = Remote(target, options)
+    try:
+        facts = gather(remote, tag=False)
+        if not facts.current:
+            raise BadInput(f"nothing is deployed at {target.destination}:{target.path}; there is no current release")
+        where = f"{target.path}/current"
+        out = {"host": target.host, "release": facts.current, "directory": where, "argv": ["inv", *argv]}
+        if dry_run:
+            return {**out, "dry_run": True}
+        done = remote.inv(where, target.environment, *argv, timeout=options.command_timeout, what=f"inv {argv[0]}")
+        return {**out, "exit": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+    finally:
+        remote.close()
 
 
 def unlock(settings, target: Target, options: SshOptions, force: bool = False) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 Every value that ends up on an ssh or rsync command line (host, user, port, path) is checked here against a strict
 pattern, so a name with spaces or shell characters is refused as bad input (exit 2) with nothing changed.
+
+A target of the file may be a fleet: several hosts (``hosts``, each a name or a table of its own keys), grouped in
+roles (``[targets.NAME.roles.ROLE]``), rolled out as :func:`resolve_fleet` describes (``parallel``, ``canary``,
+``rollback_on_failure``) with ``before`` and ``after`` hooks; ``ops.deploy.fleet`` runs the rollout.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import difflib
 import hashlib
 import ipaddress
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,6 +46,7 @@ class Target:
     environment: str
     cron: bool = True
     name: str = ""  # the target's name in config/deploy.toml; "" for --host
+    roles: tuple[str, ...] = ()  # the roles of config/deploy.toml that list this host
 
     @property
     def destination(self) -> str:
@@ -64,7 +71,7 @@ def validate_host(host: Any) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         pass
-    if not _HOSTNAME.match(text):
+    if not _HOSTNAME.fullmatch(text):  # fullmatch: ``$`` alone would let a trailing newline through
         raise BadInput(f"host {text!r} is not a host name or an IP address (letters, digits, '-' and '.' only; "
                        "no spaces or shell characters)")
     return text
@@ -72,7 +79,7 @@ def validate_host(host: Any) -> str:
 
 def validate_user(user: Any) -> str:
     text = str(user if user is not None else "")
-    if not _USER.match(text):
+    if not _USER.fullmatch(text):
         raise BadInput(f"user {text!r} is not a valid user name ([a-z_][a-z0-9_-]*, at most 32 characters; "
                        "no spaces or shell characters)")
     return text
@@ -80,7 +87,9 @@ def validate_user(user: Any) -> str:
 
 def validate_port(port: Any) -> int:
     try:
-        n = int(str(port).strip())
+        if not re.fullmatch(r"[0-9]{1,5}", str(port)):  # no sign, no spaces, no trailing newline
+            raise ValueError
+        n = int(str(port))
     except (TypeError, ValueError):
         raise BadInput(f"port must be a whole number, got {port!r}") from None
     if not 1 <= n <= 65535:
@@ -95,7 +104,7 @@ def validate_path(path: Any) -> str:
     stripped = text.rstrip("/")
     if not stripped:
         raise BadInput("deploy path '/' is refused: give a directory of its own (e.g. /srv/chops)")
-    if not _PATH.match(stripped) or "//" in stripped:
+    if not _PATH.fullmatch(stripped) or "//" in stripped:
         raise BadInput(f"deploy path {text!r} may hold only letters, digits and . _ - + @ /")
     if any(part in (".", "..") for part in stripped.split("/")):
         raise BadInput(f"deploy path {text!r} must not contain '.' or '..' components")
@@ -111,6 +120,67 @@ def validate_environment(environment: Any, root: Path = ROOT) -> str:
     return text
 
 
+_HOST_KEYS = {"host", "user", "port", "path", "environment", "cron"}  # a host's own keys (a table in ``hosts``)
+_ROLE_KEYS = {"hosts", "user", "port", "path", "environment", "cron"}  # [targets.NAME.roles.ROLE]
+_ROLLOUT_KEYS = {"parallel", "canary", "rollback_on_failure", "before", "after"}
+_TARGET_KEYS = {"host", "hosts", "user", "port", "path", "environment", "cron", "roles", *_ROLLOUT_KEYS}
+_HOOK_KEYS = {"local", "remote", "roles", "timeout"}
+
+
+class Where(StrEnum):
+    """Where a hook runs."""
+
+    LOCAL = "local"  # on this machine, in the project's directory
+    REMOTE = "remote"  # on each host of the target, in <path>/current (before the first deploy: in <path>)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A command a rollout runs before it changes anything (``before``) or once it ended (``after``). Arguments,
+    never a shell line: each is quoted on its way to a host."""
+
+    where: Where
+    argv: tuple[str, ...]
+    roles: tuple[str, ...] = ()  # remote: only the hosts of these roles (none: every host)
+    timeout: float = 300.0
+
+    def label(self) -> str:
+        return f"{self.where}: {shlex.join(self.argv)}" + (f" (roles {', '.join(self.roles)})" if self.roles else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"where": str(self.where), "argv": list(self.argv), "roles": list(self.roles), "timeout": self.timeout}
+
+
+@dataclass(frozen=True)
+class Group:
+    """The hosts of one target of config/deploy.toml (or those given with --host) and how they roll out: a canary
+    batch of ``canary`` hosts first, then batches of ``parallel`` hosts deployed at once."""
+
+    name: str  # "" for --host
+    targets: tuple[Target, ...]
+    parallel: int = 1
+    canary: int = 1
+    rollback_on_failure: bool = True
+    before: tuple[Hook, ...] = ()
+    after: tuple[Hook, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "hosts": [t.host for t in self.targets], "parallel": self.parallel,
+                "canary": self.canary, "rollback_on_failure": self.rollback_on_failure,
+                "before": [h.as_dict() for h in self.before], "after": [h.as_dict() for h in self.after]}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every host a command acts on, by target, in order."""
+
+    groups: tuple[Group, ...]
+
+    @property
+    def targets(self) -> list[Target]:
+        return [t for g in self.groups for t in g.targets]
+
+
 def read_targets(root: Path = ROOT) -> dict[str, Any]:
     """config/deploy.toml as data: ``{"defaults": {...}, "targets": {name: {...}}}`` (both may be empty)."""
     path = root / TARGETS_FILE
@@ -123,12 +193,12 @@ def read_targets(root: Path = ROOT) -> dict[str, Any]:
     unknown = sorted(set(data) - {"defaults", "targets"})
     if unknown:
         raise ConfigError(f"{TARGETS_FILE}: unknown section [{unknown[0]}] (known: defaults, targets)")
-    known_keys = {"host", "hosts", "user", "port", "path", "environment", "cron"}
     if not isinstance(data.get("targets", {}), dict):
         raise ConfigError(f"{TARGETS_FILE}: targets must be a table ([targets.NAME])")
     for name, body in [("defaults", data.get("defaults", {})), *data.get("targets", {}).items()]:
         if not isinstance(body, dict):
             raise ConfigError(f"{TARGETS_FILE}: {name} must be a table")
+        known_keys = _TARGET_KEYS - {"roles"} if name == "defaults" else _TARGET_KEYS
         extra = sorted(set(body) - known_keys)
         if extra:
             raise ConfigError(f"{TARGETS_FILE}: unknown key {extra[0]!r} in {name} (known: {', '.join(sorted(known_keys))})")
@@ -148,11 +218,118 @@ def _split(values: Iterable[str] | str | None) -> list[str]:
     return out
 
 
-def resolve_targets(hosts: Iterable[str] | str | None = None, target_names: Iterable[str] | str | None = None,
-                    user: str | None = None, port: Any = None, path: str | None = None,
-                    environment: str | None = None, cron: bool | None = None, root: Path = ROOT) -> list[Target]:
-    """The hosts to deploy to, in order, validated: named targets of config/deploy.toml and/or ``hosts`` with the
-    file's [defaults]; ``user``/``port``/``path``/``environment`` given here win over the file. Pure apart from
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _host_entry(name: str, item: Any, overrides: dict[str, Any],
+                roles: tuple[str, ...]) -> tuple[Any, dict[str, Any], tuple[str, ...]]:
+    """A host of a target: a name, or a table of that host's own keys (host, user, port, path, environment, cron)."""
+    if not isinstance(item, dict):
+        return item, dict(overrides), roles
+    extra = sorted(set(item) - _HOST_KEYS)
+    if extra:
+        raise ConfigError(f"{TARGETS_FILE}: unknown key {extra[0]!r} in a host of {name} "
+                          f"(known: {', '.join(sorted(_HOST_KEYS))})")
+    if "host" not in item:
+        raise ConfigError(f"{TARGETS_FILE}: a host table of {name} has no host key")
+    return item["host"], {**overrides, **{k: v for k, v in item.items() if k != "host"}}, roles
+
+
+def _host_entries(name: str, body: dict[str, Any]) -> list[tuple[Any, dict[str, Any], tuple[str, ...]]]:
+    """The hosts of target ``name``, in order: ``host`` or ``hosts``, then those of each role."""
+    listed, one = body.get("hosts"), body.get("host")
+    if listed is not None and one is not None:
+        raise ConfigError(f"{TARGETS_FILE}: target {name} has both host and hosts")
+    entries = [_host_entry(name, item, {}, ()) for item in _listed(listed if listed is not None else one)]
+    roles = body.get("roles") or {}
+    if not isinstance(roles, dict):
+        raise ConfigError(f"{TARGETS_FILE}: roles of {name} must be tables ([targets.{name}.roles.ROLE])")
+    for role, rbody in roles.items():
+        if not _NAME.match(role) or not isinstance(rbody, dict):
+            raise ConfigError(f"{TARGETS_FILE}: role {role!r} of {name} must be a table named with letters, digits, "
+                              "'.', '_' or '-'")
+        extra = sorted(set(rbody) - _ROLE_KEYS)
+        if extra:
+            raise ConfigError(f"{TARGETS_FILE}: unknown key {extra[0]!r} in role {role} of {name} "
+                              f"(known: {', '.join(sorted(_ROLE_KEYS))})")
+        if not rbody.get("hosts"):
+            raise ConfigError(f"{TARGETS_FILE}: role {role} of {name} names no host")
+        overrides = {k: v for k, v in rbody.items() if k != "hosts"}
+        entries += [_host_entry(name, item, overrides, (role,)) for item in _listed(rbody["hosts"])]
+    if not entries:
+        raise ConfigError(f"{TARGETS_FILE}: target {name} names no host")
+    return entries
+
+
+def _count(value: Any, key: str, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{TARGETS_FILE}: {key} of {name} must be a whole number, at least {minimum}; got {value!r}")
+    return value
+
+
+def _hooks(name: str, key: str, value: Any) -> tuple[Hook, ...]:
+    """``before``/``after``: a list of ``{ local = COMMAND }`` or ``{ remote = COMMAND, roles = [...] }``, COMMAND
+    a string (split like a shell would, but never run by one) or a list of arguments."""
+    where = f"{TARGETS_FILE}: {key} of {name}"
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of hooks, e.g. [{{ local = \"make notify\" }}]")
+    hooks = []
+    for item in value:
+        places = [k for k in ("local", "remote") if isinstance(item, dict) and k in item]
+        if len(places) != 1 or set(item) - _HOOK_KEYS:
+            raise ConfigError(f"{where}: each hook is {{ local = COMMAND }} or {{ remote = COMMAND }} "
+                              f"(optional: roles, timeout); got {item!r}")
+        command = item[places[0]]
+        try:
+            argv = shlex.split(command) if isinstance(command, str) else list(command)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: cannot read the command {command!r}: {exc}") from None
+        if not argv or not all(isinstance(a, str) and a and not set(a) & {"\n", "\r", "\0"} for a in argv):
+            raise ConfigError(f"{where}: a hook's command must be non-empty text without newlines; got {command!r}")
+        roles = item.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) and _NAME.match(r) for r in roles) or (
+                roles and places[0] == "local"):
+            raise ConfigError(f"{where}: roles of a hook must be a list of role names, and only for a remote hook")
+        timeout = item.get("timeout", 300)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"{where}: timeout must be a positive number of seconds; got {timeout!r}")
+        hooks.append(Hook(Where(places[0]), tuple(argv), tuple(roles), float(timeout)))
+    return tuple(hooks)
+
+
+def _group_settings(name: str, body: dict[str, Any]) -> dict[str, Any]:
+    label = name or "[defaults]"
+    rollback = body.get("rollback_on_failure", True)
+    if not isinstance(rollback, bool):
+        raise ConfigError(f"{TARGETS_FILE}: rollback_on_failure of {label} must be true or false")
+    return {"parallel": _count(body.get("parallel", 1), "parallel", label, 1),
+            "canary": _count(body.get("canary", 1), "canary", label, 0), "rollback_on_failure": rollback,
+            "before": _hooks(label, "before", body.get("before")), "after": _hooks(label, "after", body.get("after"))}
+
+
+def _make_target(name: str, host: Any, body: dict[str, Any], roles: tuple[str, ...], flags: dict[str, Any],
+                 root: Path) -> Target:
+    """One validated host; ``flags`` (the command line's user, port, path, environment, cron) win over the file."""
+    value = {k: flags[k] if flags.get(k) is not None else body.get(k) for k in ("user", "port", "path", "environment",
+                                                                             "cron")}
+    if value["path"] is None:
+        raise BadInput(f"no deploy path for {host}", hint=f"--path /srv/chops, or path in [defaults] of {TARGETS_FILE}")
+    return Target(host=validate_host(host), user=validate_user(value["user"]),
+                  port=validate_port(value["port"] if value["port"] is not None else 22),
+                  path=validate_path(value["path"]), environment=validate_environment(value["environment"], root),
+                  cron=bool(value["cron"] if value["cron"] is not None else True), name=name, roles=roles)
+
+
+def resolve_fleet(hosts: Iterable[str] | str | None = None, target_names: Iterable[str] | str | None = None,
+                  user: str | None = None, port: Any = None, path: str | None = None,
+                  environment: str | None = None, cron: bool | None = None, limit: Iterable[str] | str | None = None,
+                  root: Path = ROOT) -> Fleet:
+    """The hosts to act on, by target, in order, validated: named targets of config/deploy.toml (their hosts and roles,
+    how they roll out, their hooks) and/or ``hosts`` with the file's [defaults]; ``user``/``port``/``path``/
+    ``environment`` given here win over the file; ``limit`` keeps only the hosts (or roles) it names. Pure apart from
     reading config/deploy.toml; raises BadInput before anything is contacted."""
     config = read_targets(root)
     defaults = {"user": user_name(), "port": 22, "path": None, "environment": "prod", "cron": True,
@@ -161,7 +338,8 @@ def resolve_targets(hosts: Iterable[str] | str | None = None, target_names: Iter
     if not hosts and not names:
         raise BadInput("name a host or a target", hint="--host NAME (or make deploy HOST=NAME), or --target NAME "
                                                         f"from {TARGETS_FILE}")
-    chosen: list[tuple[str, str, dict[str, Any]]] = []
+    flags = {"user": user, "port": port, "path": path, "environment": environment, "cron": cron}
+    wanted: list[tuple[str, dict[str, Any], list[tuple[Any, dict[str, Any], tuple[str, ...]]], dict[str, Any]]] = []
     for name in names:
         if not _NAME.match(name) or name not in config["targets"]:
             known = sorted(config["targets"])
@@ -170,34 +348,55 @@ def resolve_targets(hosts: Iterable[str] | str | None = None, target_names: Iter
                            hint=f"did you mean {', '.join(close)}?" if close
                            else f"known in {TARGETS_FILE}: {', '.join(known) or 'none'}")
         body = {**defaults, **config["targets"][name]}
-        listed = body.pop("hosts", None)
-        one = body.pop("host", None)
-        if listed is not None and one is not None:
-            raise ConfigError(f"{TARGETS_FILE}: target {name} has both host and hosts")
-        for host in (listed if isinstance(listed, list) else [listed] if listed else [one] if one else []):
-            chosen.append((name, host, body))
-        if not (listed or one):
-            raise ConfigError(f"{TARGETS_FILE}: target {name} names no host")
-    base = {k: v for k, v in defaults.items() if k not in ("host", "hosts")}
-    for host in hosts:
-        chosen.append(("", host, base))
+        wanted.append((name, body, _host_entries(name, body), _group_settings(name, body)))
+    if hosts:
+        wanted.append(("", defaults, [(host, {}, ()) for host in hosts], _group_settings("", defaults)))
+    seen: dict[Target, int] = {}  # a host (without its roles) -> its index in out
     out: list[Target] = []
-    for name, host, body in chosen:
-        the_path = path if path is not None else body.get("path")
-        if the_path is None:
-            raise BadInput(f"no deploy path for {host}", hint=f"--path /srv/chops, or path in [defaults] of {TARGETS_FILE}")
-        target = Target(
-            host=validate_host(host),
-            user=validate_user(user if user is not None else body.get("user")),
-            port=validate_port(port if port is not None else body.get("port", 22)),
-            path=validate_path(the_path),
-            environment=validate_environment(environment if environment is not None else body.get("environment"), root),
-            cron=bool(cron if cron is not None else body.get("cron", True)),
-            name=name,
-        )
-        if target not in out:
+    groups = []
+    for name, body, entries, rollout in wanted:
+        mine = []
+        for host, overrides, roles in entries:
+            target = _make_target(name, host, {**body, **overrides}, roles, flags, root)
+            key = dataclasses.replace(target, roles=(), name="")
+            if key in seen:  # listed again (another role, another target): one host, its roles merged
+                i = seen[key]
+                more = tuple(r for r in roles if r not in out[i].roles)
+                out[i] = dataclasses.replace(out[i], roles=out[i].roles + more)
+                continue
+            seen[key] = len(out)
             out.append(target)
-    return out
+            mine.append(len(out) - 1)
+        groups.append((name, rollout, mine))
+    fleet = Fleet(tuple(Group(name, tuple(out[i] for i in mine), **rollout) for name, rollout, mine in groups if mine))
+    return limit_fleet(fleet, limit)
+
+
+def limit_fleet(fleet: Fleet, limit: Iterable[str] | str | None) -> Fleet:
+    """Only the hosts ``limit`` names, by host name or role; a name that is neither is bad input."""
+    names = _split(limit)
+    if not names:
+        return fleet
+    hosts = [t.host for t in fleet.targets]
+    roles = sorted({r for t in fleet.targets for r in t.roles})
+    unknown = [n for n in names if n not in hosts and n not in roles]
+    if unknown:
+        raise BadInput(f"--limit {unknown[0]}: not a host or a role of the chosen targets",
+                       hint=f"hosts: {', '.join(hosts)}" + (f"; roles: {', '.join(roles)}" if roles else ""))
+    groups = []
+    for g in fleet.groups:
+        kept = tuple(t for t in g.targets if t.host in names or set(t.roles) & set(names))
+        if kept:
+            groups.append(dataclasses.replace(g, targets=kept))
+    return Fleet(tuple(groups))
+
+
+def resolve_targets(hosts: Iterable[str] | str | None = None, target_names: Iterable[str] | str | None = None,
+                    user: str | None = None, port: Any = None, path: str | None = None,
+                    environment: str | None = None, cron: bool | None = None, root: Path = ROOT) -> list[Target]:
+    """The hosts to deploy to, in order (:func:`resolve_fleet` without the rollout)."""
+    return resolve_fleet(hosts, target_names, user=user, port=port, path=path, environment=environment, cron=cron,
+                         root=root).targets
 
 
 def project_id(path: str) -> str:

@@ -13,11 +13,13 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ops.core.errors import BadInput, ChopsError, ConfigError, WorkFailed
+from ops.deploy.helper import BOOT
 from ops.deploy.targets import Target
 
 _PYTHON = re.compile(r"^[A-Za-z0-9._/+-]+$")
@@ -36,6 +38,7 @@ class SshOptions:
     control_persist: int = 60
     bwlimit: int = 0
     python: str = "python3"
+    allow_root: bool = False
 
     @classmethod
     def from_settings(cls, settings, accept_new_host_key: bool = False) -> "SshOptions":
@@ -49,7 +52,7 @@ class SshOptions:
                    identity_file=_expand(settings.get("deploy.identity_file"), settings.root),
                    accept_new_host_key=accept_new_host_key or settings.get("deploy.accept_new_host_key"),
                    control_dir=control_dir(), control_persist=settings.get("deploy.control_persist"),
-                   bwlimit=settings.get("deploy.bwlimit"), python=python)
+                   bwlimit=settings.get("deploy.bwlimit"), python=python, allow_root=settings.get("deploy.allow_root"))
 
 
 def _expand(value: str, root: Path) -> str:
@@ -86,7 +89,8 @@ def ssh_base(target: Target, options: SshOptions) -> list[str]:
         argv += ["-o", f"UserKnownHostsFile={options.known_hosts}"]
     if options.identity_file:
         argv += ["-i", options.identity_file, "-o", "IdentitiesOnly=yes"]
-    return argv + ["-p", str(target.port)]
+    # port 22 is ssh's own default: left out, so a Port of ~/.ssh/config (``ssh -G HOST``) applies
+    return argv + (["-p", str(target.port)] if target.port != 22 else [])
 
 
 def quote_command(argv: Iterable[Any]) -> str:
@@ -114,17 +118,33 @@ def rsync_argv(target: Target, options: SshOptions, release_dir: str, link_dest:
     return argv + ["./", f"{target.user}@{target.rsync_host}:{release_dir}/"]
 
 
-def helper_program(command: str, args: Mapping[str, Any]) -> str:
-    """``ops.deploy.helper``'s source with a call of ``command`` appended: what the target's Python runs."""
+def helper_program(command: str, args: Mapping[str, Any], watch: bool = True) -> str:
+    """``ops.deploy.helper``'s source with a call of ``command`` appended: what the target's Python runs. ``watch``:
+    the work ends when stdin closes (see :data:`ops.deploy.helper.BOOT`)."""
     source = (Path(__file__).parent / "helper.py").read_text(encoding="utf-8")
     source = source.split('\nif __name__ == "__main__":')[0]
-    return source + f"\n\nsys.exit(main({[command, json.dumps(dict(args), sort_keys=True)]!r}))\n"
+    call = [command, json.dumps(dict(args), sort_keys=True)]
+    return source + f"\n\nsys.exit(main({call!r}{', watch=True' if watch else ''}))\n"
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` and leave it open (the far end watches for its end)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:  # the far end is gone: its exit status says why
+        pass
 
 
 class Remote:
     """Commands on one target over one shared ssh connection."""
 
     def __init__(self, target: Target, options: SshOptions):
+        if target.user == "root" and not options.allow_root:
+            raise BadInput(f"deploying to {target.host} as root is refused: releases, cron entries and processes would "
+                           "all run as root", hint="--user the account that owns the deploy path, or set "
+                                                   "deploy.allow_root = true")
         self.target, self.options = target, options
         self.connected = False
 
@@ -133,26 +153,39 @@ class Remote:
 
     def run(self, command: str, input: str | bytes | None = None, timeout: float | None = None,
             what: str = "a command") -> subprocess.CompletedProcess:
+        """``command`` on the target. Its stdin stays open while this waits (after ``input``): the helper started
+        by :meth:`call` ends its work when it closes, so remote work never outlives this process."""
         timeout = timeout or self.options.command_timeout
+        data = input.encode() if isinstance(input, str) else (input or b"")
+        read, write = os.pipe()
+        feeder = threading.Thread(target=_feed, args=(write, data), daemon=True)
         try:
-            done = subprocess.run(self.argv(command), input=input, capture_output=True, timeout=timeout,
-                                  text=not isinstance(input, bytes), stdin=None if input is not None else subprocess.DEVNULL)
+            feeder.start()
+            done = subprocess.run(self.argv(command), stdin=read, capture_output=True, timeout=timeout, text=True,
+                                  errors="replace")
         except FileNotFoundError:
             raise BadInput("ssh is not installed here", hint="apt-get install openssh-client") from None
         except subprocess.TimeoutExpired:
             raise WorkFailed(f"{what} on {self.target.host} did not finish within {timeout:g}s") from None
+        finally:
+            os.close(read)
+            os.close(write)
         if done.returncode == 255:
             raise ssh_failure(self.target, self.options, as_text(done.stderr), preflight=not self.connected)
         self.connected = True
         return done
 
+    def call(self, command: str, args: Mapping[str, Any], timeout: float | None = None,
+             what: str = "") -> subprocess.CompletedProcess:
+        """``ops.deploy.helper COMMAND`` on the target's Python (``python3 -c BOOT N``: the program and its arguments
+        are the first N bytes of stdin, so nothing of them is in the target's process list)."""
+        program = helper_program(command, args).encode()
+        return self.run(quote_command([self.options.python, "-c", BOOT, len(program)]), input=program,
+                        timeout=timeout, what=what or f"the deploy helper ({command})")
+
     def helper(self, command: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
         """Run ``ops.deploy.helper COMMAND`` on the target's Python; its JSON answer."""
-        # The program and its arguments travel on stdin (``python3 -``): no command-line length limit, nothing
-        # of them in the target's process list.
-        program = helper_program(command, args)
-        done = self.run(quote_command([self.options.python, "-"]), input=program, timeout=timeout,
-                        what=f"the deploy helper ({command})")
+        done = self.call(command, args, timeout=timeout)
         try:
             answer = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -169,8 +202,8 @@ class Remote:
             extra_env: Mapping[str, str] | None = None, what: str = "") -> subprocess.CompletedProcess:
         """``inv ARGS`` of the release in ``directory`` (its own venv), in the target's environment."""
         env = {"CHOPS_ENV": environment, **(extra_env or {})}
-        return self.run(in_dir(directory, ["./.venv/bin/inv", *args], env), timeout=timeout,
-                        what=what or f"inv {' '.join(args)}")
+        return self.call("exec", {"cwd": directory, "argv": ["./.venv/bin/inv", *args], "env": env}, timeout=timeout,
+                         what=what or f"inv {' '.join(args)}")
 
     def inv_json(self, directory: str, environment: str, task: str, *args: str, timeout: float | None = None,
                  extra_env: Mapping[str, str] | None = None,
@@ -190,9 +223,16 @@ class Remote:
             return done, None
 
     def close(self) -> None:
-        """End the shared connection (it would otherwise linger ``control_persist`` seconds)."""
-        subprocess.run([*ssh_base(self.target, self.options), "-O", "exit", self.target.destination],
-                       capture_output=True, timeout=10)
+        """End the shared connection (it would otherwise linger ``control_persist`` seconds). Never fails: a
+        connection it cannot end times out by itself."""
+        if not self.connected:
+            return
+        try:
+            subprocess.run([*ssh_base(self.target, self.options), "-O", "exit", self.target.destination],
+                           capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        self.connected = False
 
 
 def need_ok(done: subprocess.CompletedProcess, what: str, host: str) -> subprocess.CompletedProcess:
@@ -225,11 +265,27 @@ def last_line(text: str | bytes | None) -> str:
     return lines[-1][:400] if lines else ""
 
 
+def ssh_config(target: Target, options: SshOptions) -> dict[str, str]:
+    """What ssh would use for ``target`` after ~/.ssh/config (``ssh -G``: port, user, identityfile, proxyjump, …),
+    or nothing when it cannot tell. Connects nowhere."""
+    try:
+        out = subprocess.run(["ssh", "-G", *ssh_base(target, options)[1:], target.destination], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        found.setdefault(key, value)
+    return found
+
+
 def ssh_failure(target: Target, options: SshOptions, stderr: str, preflight: bool = True) -> ChopsError:
     """ssh's exit 255 as one line naming the fix. Before the first command got through it is bad input (exit 2:
     nothing was changed); later it is a failure of the work."""
     kind = BadInput if preflight else WorkFailed
-    where = f"{target.host} port {target.port}"
+    port = ssh_config(target, options).get("port") or target.port  # ~/.ssh/config may say another port
+    where = f"{target.host} port {port}"
     known = options.known_hosts or "~/.ssh/known_hosts"
     text = " ".join(stderr.split())
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
@@ -252,5 +308,12 @@ def ssh_failure(target: Target, options: SshOptions, stderr: str, preflight: boo
     if "Permission denied" in text:
         return kind(f"{target.user}@{target.host} refused our ssh key (permission denied)",
                     hint="check deploy.identity_file or your ssh agent, and that user's authorized_keys")
-    return kind(f"ssh to {where} failed: {last_line(stderr) or 'exit 255'}")
+    lost = ("Connection closed", "closed by remote host", "Connection reset", "Broken pipe", "disconnect",
+            "Timeout, server", "lost connection")
+    if not text or any(words in text for words in lost):
+        return kind(f"the ssh connection to {where} was lost (ssh exit 255: {last_line(stderr) or 'no message'})",
+                    hint="check the network and that sshd still runs there; inv deploy.status shows what the "
+                         "target was left with")
+    return kind(f"ssh to {where} failed (ssh exit 255: connection refused or lost, authentication or host key): "
+                f"{last_line(stderr)}")
 

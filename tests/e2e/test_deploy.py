@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import sys
 import shutil
 import signal
@@ -320,6 +321,7 @@ def test_an_unhealthy_release_is_rolled_back(target):
     assert done.returncode == 1, done.stderr[-3000:]
     assert "failed its health check" in done.stderr and "rolled back" in done.stderr
     assert "min_free_disk_percent" in done.stderr and "not attempted: localhost" in done.stderr
+    assert "re-verified: healthy" in done.stderr  # the restored release was checked, not assumed healthy
     assert target.current() == before
     assert target.crontab() == cron
     last = target.audit()[-1]
@@ -610,3 +612,232 @@ def test_the_venv_helper_builds_once_and_reports_a_failing_install(tmp_path):
     failed = helper.cmd_venv({"path": str(path), "venv": "k2", "release": "r1", "python": sys.executable})
     assert failed["failed"] and failed["exit"] != 0 and failed["tail"]
     assert not (path / "venvs" / "k2").exists()  # a half-built venv never counts
+
+
+# --- migrations, faults and interrupts (issue 16) ----------------------------------------------------------------------
+
+HALF = ("CREATE TABLE IF NOT EXISTS e2e_half (x UInt8) ENGINE = MergeTree ORDER BY x;\n\n"
+        "ALTER TABLE e2e_no_such_table ADD COLUMN y UInt8;\n")
+HALF_ROLLBACK = "SELECT 1;\n\nDROP TABLE IF EXISTS e2e_half SYNC;\n"
+
+
+def _exec(target, *task: str) -> subprocess.CompletedProcess:
+    return target.inv("deploy.exec", *target.args(), "--", *task)
+
+
+def _db_rows(target) -> dict[str, str]:
+    done = _exec(target, "db.status", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {r["id"]: r["state"] for r in json.loads(done.stdout)}
+
+
+def _remote_work(target) -> list[str]:
+    """The deploy user's processes that a deploy started (helpers, inv tasks, pip), not sshd's own."""
+    ps = subprocess.run(["ps", "-u", USER, "-o", "pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if any(w in line for w in ("chops-deploy-helper", ".venv/bin/inv", "pip"))]
+
+
+def _settled(target, timeout: float = 20) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := _remote_work(target)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_a_dirty_database_is_refused_before_anything_is_shipped_and_exec_repairs_it(target):
+    target.ensure_good()
+    live = target.path / target.current()
+    for name, text in (("0900_e2e_half.sql", HALF), ("0900_e2e_half.rollback.sql", HALF_ROLLBACK)):
+        (live / "migrations" / name).write_text(text)
+        shutil.chown(live / "migrations" / name, USER, USER)
+    try:
+        broken = _exec(target, "db.migrate")  # without --undo-on-failure: statement 1 ran, 2 failed
+        assert broken.returncode == 1 and "exit 1" in broken.stderr
+        assert _db_rows(target)["0900_e2e_half"] == "dirty"
+        before, cron, releases = target.current(), target.crontab(), target.releases()
+        target.commit("a change while the database is dirty", {"NOTES.txt": "dirty\n"})
+        refused = target.deploy()
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        assert "is DIRTY: migration 0900_e2e_half" in refused.stderr and "nothing was shipped" in refused.stderr
+        assert "[2/7]" not in refused.stderr and refused.stderr.count("is DIRTY") == 1  # said once
+        assert target.releases() == releases and target.current() == before and target.crontab() == cron
+        assert not (target.path / "deploy.lock").exists() and target.audit()[-1]["result"] == "failed"
+        # the hint is a command to copy: it reaches this target (every flag that is not a default)
+        undo = refused.stderr.split("repair: ", 1)[1].split(";", 1)[0]
+        argv = shlex.split(undo)
+        assert argv[:2] == ["inv", "deploy.exec"] and "--port" in argv and "--path" in argv and "--user" in argv
+        assert argv[-2:] == ["--", "db.rollback"]  # it has a rollback file: what ran is undone
+        repaired = target.inv(*argv[1:])
+        assert repaired.returncode == 0, repaired.stderr[-2000:]
+        assert _db_rows(target).get("0900_e2e_half") in (None, "pending")
+    finally:
+        if _db_rows(target).get("0900_e2e_half") == "dirty":  # a failure above: leave the database clean for the rest
+            _exec(target, "db.rollback")
+        for name in ("0900_e2e_half.sql", "0900_e2e_half.rollback.sql"):
+            (live / "migrations" / name).unlink(missing_ok=True)
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_migration_failing_during_a_deploy_is_undone_and_current_stays_healthy(target):
+    target.ensure_good()
+    before, cron = target.current(), target.crontab()
+    target.commit("a migration that fails half way", {"migrations/0900_e2e_half.sql": HALF,
+                                                     "migrations/0900_e2e_half.rollback.sql": HALF_ROLLBACK})
+    done = target.deploy("--json")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "[4/7] migrate FAILED" in done.stderr and "migration 0900_e2e_half" in done.stderr
+    assert "the database is clean as before" in done.stderr and "current was not touched" in done.stderr
+    assert done.stderr.count("e2e_no_such_table") == 1  # the error, printed once
+    error = json.loads(done.stdout)
+    assert error["exit_code"] == 1 and "the database is clean" in error["error"]
+    assert target.current() == before and target.crontab() == cron
+    assert _db_rows(target).get("0900_e2e_half") in (None, "pending")
+    status = target.inv("deploy.status", *target.args(), "--json")
+    [report] = json.loads(status.stdout)
+    assert report["health"]["healthy"], report["health"]
+    # the fixed file deploys
+    target.commit("the migration fixed", {"migrations/0900_e2e_half.sql": HALF.split("\n\n")[0] + "\n"})
+    fixed = target.deploy()
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "1 migration applied: 0900_e2e_half" in fixed.stderr
+    back = target.inv("deploy.rollback", *target.args(), "--with-migrations")  # the database as the others expect
+    assert back.returncode == 0 and "undid 1 migration: 0900_e2e_half" in back.stderr, back.stderr[-3000:]
+
+
+def test_rollbacks_across_a_migration_stay_healthy_and_with_migrations_undo_it(target):
+    target.ensure_good()
+    good = target.current()
+    target.commit("a release with a migration", {
+        "migrations/0901_e2e_extra.sql": "CREATE TABLE e2e_extra (x UInt8) ENGINE = MergeTree ORDER BY x;\n",
+        "migrations/0901_e2e_extra.rollback.sql": "DROP TABLE IF EXISTS e2e_extra SYNC;\n"})
+    done = target.deploy()
+    assert done.returncode == 0, done.stderr[-3000:]
+    newer = target.current()
+    back = target.inv("deploy.rollback", *target.args(), "--to", good.split("/")[-1])
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert target.current() == good and "[3/3] verify: healthy" in back.stderr
+    assert "warning: migrations:" in back.stderr and "0901_e2e_extra" in back.stderr  # ahead, said, not drift
+    assert _db_rows(target)["0901_e2e_extra"] == "ahead"
+    forward = target.inv("deploy.rollback", *target.args(), "--to", newer.split("/")[-1])
+    assert forward.returncode == 0, forward.stderr[-3000:]
+    undo = target.inv("deploy.rollback", *target.args(), "--to", good.split("/")[-1], "--with-migrations")
+    assert undo.returncode == 0, undo.stderr[-3000:]
+    assert "0901_e2e_extra" in undo.stderr.split("undid ")[1] and target.current() == good
+    assert "0901_e2e_extra" not in _db_rows(target)
+    assert "warning: migrations" not in undo.stderr
+
+
+def _deploy_until(target, line: str, sig: int, **extra: str) -> tuple[subprocess.Popen, str]:
+    """Start a deploy and send it ``sig`` as soon as its stderr shows ``line``; its stderr so far."""
+    proc = subprocess.Popen([str(VENV_BIN / "inv"), "deploy", *target.args(), "--source", str(target.src)], cwd=ROOT,
+                            env=target.env(**extra), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for text in proc.stderr:
+        seen.append(text)
+        if line in text and "FAILED" not in text:
+            os.kill(proc.pid, sig)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    return proc, "".join(seen) + rest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_an_interrupt_at_every_step_leaves_current_and_cron_as_before(target, sig):
+    """The fault-injection matrix: the deploy is stopped at the start of each step in turn (as soon as the step
+    before it says it is done); each time the target keeps its current release and its crontab, the lock is free, no
+    remote work is left running, and the audit says interrupted."""
+    target.ensure_good()
+    before, cron = target.current(), target.crontab()
+    target.commit("a release that is never finished", {"NOTES.txt": "interrupted\n"})
+    steps = ["[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]"]
+    for shown in steps if sig == signal.SIGTERM else steps[3:]:
+        proc, said = _deploy_until(target, shown, sig)
+        assert proc.returncode in (1, 130), (shown, said[-3000:])
+        assert shown in said, said[-3000:]
+        assert target.current() == before, (shown, said[-3000:])
+        assert target.crontab() == cron, (shown, said[-3000:])
+        assert not (target.path / "deploy.lock").exists(), (shown, said[-3000:])
+        assert not _settled(target), (shown, _remote_work(target))
+        assert target.audit()[-1]["result"] == "interrupted", (shown, target.audit()[-1])
+    assert not list(target.path.glob("releases/*/var/run/cron.paused"))
+
+
+def test_a_deploy_killed_during_the_cron_pause_is_healed_by_a_no_op(target):
+    """kill -9 while the deploy waits for a running chops process (its cron entries removed): the entries stay
+    paused, the remote drain ends with the connection, and a redeploy of the current commit installs them again.
+    Ctrl-C at the same moment puts them back at once."""
+    target.ensure_good()
+    before, cron = target.current(), target.crontab()
+    assert "# chops:" in cron
+    code = ("import time; from ops.core import pidfile; from ops.core.settings import load_settings; "
+            "pidfile.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
+    worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
+                               f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = target.path / "shared" / "var" / "run"
+        deadline = time.monotonic() + 30
+        while not list(run.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        target.commit("deploy during a backfill", {"NOTES.txt": "paused\n"})
+        interrupted, said = _deploy_until(target, "[5/7]", signal.SIGINT, CHOPS_DEPLOY__DRAIN_TIMEOUT="60")
+        assert interrupted.returncode in (1, 130), said[-3000:]
+        assert target.current() == before and target.crontab() == cron, said[-3000:]
+        proc = subprocess.Popen([str(VENV_BIN / "inv"), "deploy", *target.args(), "--source", str(target.src)],
+                                cwd=ROOT, env=target.env(CHOPS_DEPLOY__DRAIN_TIMEOUT="60"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "# chops:" in target.crontab() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "# chops:" not in target.crontab(), "the drain never paused cron"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert not _settled(target), _remote_work(target)  # the remote drain ended with the connection
+    finally:
+        stopped = _exec(target, "proc.kill", "--all", "--grace", "2")  # the worker, by its pid file
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
+        worker.wait(timeout=30)
+    assert target.current() == before and (target.path / "shared" / "var" / "run" / "cron.paused").exists()
+    target.reset()  # the current commit again: a no-op but for the paused cron
+    healed = target.deploy()
+    assert healed.returncode == 0, healed.stderr[-3000:]
+    assert "took over a stale deploy lock" in healed.stderr and "cron entries were left paused" in healed.stderr
+    assert target.crontab() == cron and target.current() == before
+    audit = target.audit()
+    assert any(a["result"] == "killed" for a in audit[-3:]), audit[-3:]
+    index = [json.loads(line) for line in (target.base / "var" / "log" / "deploy" / "deploys.jsonl").read_text()
+             .splitlines()]
+    assert index[-1]["outcome"] == "reverified" and any(i["outcome"] == "killed" for i in index[-3:])
+    assert Path(index[-1]["log"]).exists()
+
+
+def test_repeated_no_ops_collapse_into_one_audit_line(target):
+    target.ensure_good()
+    for _ in range(2):
+        done = target.deploy()
+        assert done.returncode == 0, done.stderr[-3000:]
+    last, before = target.audit()[-1], target.audit()[-2]
+    assert last["result"] == "no-op" and last["repeats"] >= 2 and last["first_at"] <= last["at"]
+    assert not (before["result"] == "no-op" and before["to"] == last["to"])
+    check = subprocess.run(["ssh", "-o", f"ControlPath={_control_dir()}/%C", "-O", "check", "-p", str(target.port),
+                            f"{USER}@127.0.0.1"], capture_output=True, text=True, timeout=10)
+    assert check.returncode != 0, "the shared ssh connection outlived the deploy"
+
+
+def test_root_and_a_trailing_newline_are_refused_and_json_says_so(tmp_path):
+    inv = str(VENV_BIN / "inv")
+    root = _here(tmp_path, inv, "deploy.plan", "--host", "127.0.0.1", "--user", "root", "--path", "/srv/x", "--json")
+    assert root.returncode == 2 and len(_lines(root.stderr)) == 1 and "as root is refused" in root.stderr
+    error = json.loads(root.stdout)
+    assert error["exit_code"] == 2 and "deploy.allow_root" in error["error"]
+    for flag, value, said in (("--user", "chops\n", "is not a valid user name"), ("--path", "/srv/x\n", "may hold only"),
+                              ("--port", "22\n", "whole number")):
+        argv = {"--user": "chops", "--path": "/srv/x", "--port": "22", flag: value}
+        newline = _here(tmp_path, inv, "deploy.plan", "--host", "127.0.0.1", *[a for k, v in argv.items() for a in (k, v)])
+        assert newline.returncode == 2 and said in newline.stderr, (flag, newline.stderr)
+    allowed = _here(tmp_path, inv, "deploy.plan", "--host", "127.0.0.1", "--port", "1", "--user", "root", "--path",
+                    "/srv/x", CHOPS_DEPLOY__ALLOW_ROOT="true")
+    assert allowed.returncode == 2 and "refused the connection" in allowed.stderr  # root allowed: it tried to connect

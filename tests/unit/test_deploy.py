@@ -7,14 +7,17 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from ops import ROOT
 from ops.pipelines import cron
 from ops.core.errors import BadInput, ConfigError, WorkFailed
 from ops.core.process import create_time
@@ -44,15 +47,15 @@ def test_valid_hosts(host):
 
 
 @pytest.mark.parametrize("host", ["", "a b", "a;rm -rf /", "$(id)", "`id`", "-oProxyCommand=x", "host|x", "a/b",
-                                  "user@host", "a" * 64, "h'q", "h\nx"],
+                                  "user@host", "a" * 64, "h'q", "h\nx", "etl1\n"],
                          ids=["empty", "space", "semicolon", "subshell", "backticks", "option", "pipe", "slash",
-                              "at", "label-too-long", "quote", "newline"])
+                              "at", "label-too-long", "quote", "newline", "trailing-newline"])
 def test_hosts_with_metacharacters_are_refused(host):
     with pytest.raises(BadInput):
         validate_host(host)
 
 
-@pytest.mark.parametrize("user", ["", "a b", "Root", "1abc", "a;b", "-l", "a" * 33, "x$"])
+@pytest.mark.parametrize("user", ["", "a b", "Root", "1abc", "a;b", "-l", "a" * 33, "x$", "chops\n"])
 def test_bad_users_are_refused(user):
     with pytest.raises(BadInput):
         validate_user(user)
@@ -65,7 +68,8 @@ def test_good_users_pass():
 
 @pytest.mark.parametrize("path,message", [("srv/chops", "absolute"), ("/", "'/' is refused"), ("//", "'/' is refused"),
                                           ("/srv/../etc", "'..'"), ("/srv/./x", "'.'"), ("/srv/a b", "only letters"),
-                                          ("/srv/$(id)", "only letters"), ("", "absolute")])
+                                          ("/srv/$(id)", "only letters"), ("", "absolute"),
+                                          ("/srv/chops\n", "only letters")])
 def test_bad_paths_are_refused(path, message):
     with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         validate_path(path)
@@ -75,7 +79,7 @@ def test_paths_lose_a_trailing_slash():
     assert validate_path("/srv/chops/") == "/srv/chops"
 
 
-@pytest.mark.parametrize("port", ["0", "65536", "x", "-1", ""])
+@pytest.mark.parametrize("port", ["0", "65536", "x", "-1", "", "22\n", " 22"])
 def test_bad_ports_are_refused(port):
     with pytest.raises(BadInput):
         validate_port(port)
@@ -178,11 +182,60 @@ def test_every_remote_argument_is_quoted():
 
 
 def test_the_helper_travels_with_its_arguments_on_stdin(tmp_path):
-    program = helper_program("facts", {"path": str(tmp_path / "none"), "tag": None})
-    assert program.rstrip().endswith("sys.exit(main(['facts', '{\"path\": \"%s\", \"tag\": null}']))" % (tmp_path / "none"))
-    done = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=60)
+    program = helper_program("facts", {"path": str(tmp_path / "none"), "tag": None}).encode()
+    assert program.decode().rstrip().endswith(
+        "sys.exit(main(['facts', '{\"path\": \"%s\", \"tag\": null}'], watch=True))" % (tmp_path / "none"))
+    done = _boot(program, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["exists"] is False
+
+
+def _boot(program: bytes, cwd: Path) -> subprocess.CompletedProcess:
+    """The helper started as a deploy starts it on a target: its stdin held open until it ends."""
+    read, write = os.pipe()
+    os.write(write, program)
+    try:
+        return subprocess.run([sys.executable, "-c", remote.BOOT, str(len(program))], stdin=read, cwd=cwd,
+                              capture_output=True, text=True, timeout=60, start_new_session=True)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_remote_work_ends_when_its_stdin_closes(tmp_path):
+    """What a deploy killed with kill -9 leaves on the target: its connection closes, so the helper's stdin does, and
+    the work it started (here a sleep standing for pip or an inv task) is ended with its process group."""
+    pid_file = tmp_path / "child.pid"
+    script = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    program = helper_program("exec", {"cwd": str(tmp_path), "argv": [sys.executable, "-c", script], "env": {}}).encode()
+    read, write = os.pipe()
+    os.write(write, program)
+    helper = subprocess.Popen([sys.executable, "-c", remote.BOOT, str(len(program))], stdin=read,
+                              start_new_session=True)
+    os.close(read)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and helper.poll() is None
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert helper.poll() is None
+        os.close(write)  # the connection is gone
+        assert helper.wait(timeout=30) != 0
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists()
+    finally:
+        if helper.poll() is None:
+            os.killpg(helper.pid, signal.SIGKILL)
+
+
+def test_an_exec_passes_output_and_exit_code_through(tmp_path):
+    program = helper_program("exec", {"cwd": str(tmp_path), "argv": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                                      "env": {"X": "1"}}).encode()
+    done = _boot(program, tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
 
 
 # --- names, keys, ids --------------------------------------------------------------------------------------------------------
@@ -365,8 +418,15 @@ def test_pruning_keeps_current_the_last_healthy_and_the_newest():
     found = [rel("r1", healthy="yes"), rel("r2", healthy="yes"), rel("r3", bad="x"), rel("r4", complete=False),
              rel("r5", bad="y"), rel("r6"), rel("r7", bad="z")]
     # keep 2: r6, r7 are newest; r2 is the last healthy; r6 current; r4 is incomplete: always removed
-    assert remote.prune_plan(found, "r6", 2) == ["r1", "r3", "r4", "r5"]
-    assert remote.prune_plan(found, "r1", 1) == ["r3", "r4", "r5", "r6"]  # current r1 and last healthy r2 stay
+    assert remote.prune_plan(found, "r6", 2) == ["r1", "r3", "r4", "r5"]  # r7: the newest BAD one, to look at
+    assert remote.prune_plan(found, "r1", 1) == ["r3", "r4", "r5"]  # current r1, last healthy r2, newest good r6
+
+
+def test_bad_releases_never_take_a_place_among_those_kept():
+    """Three failed deploys in a row still leave keep_releases good ones to roll back to."""
+    found = [rel("g1", healthy="yes"), rel("g2", healthy="yes"), rel("g3", healthy="yes"), rel("b1", bad="x"),
+             rel("b2", bad="y"), rel("b3", bad="z")]
+    assert remote.prune_plan(found, "g3", 3) == ["b1", "b2"]
 
 
 def test_rollback_picks_the_newest_healthy_earlier_release():
@@ -393,7 +453,12 @@ def test_rollback_picks_the_newest_healthy_earlier_release():
     ("ssh: connect to host h port 22: Connection refused", "refused the connection"),
     ("ssh: Could not resolve hostname nosuch: Name or service not known", "cannot resolve"),
     ("chops@h: Permission denied (publickey).", "refused our ssh key"),
-], ids=["unknown-key", "changed-key", "timeout", "banner-timeout", "refused", "dns", "denied"])
+    ("Connection to 127.0.0.1 closed by remote host.", "was lost"),
+    ("client_loop: send disconnect: Broken pipe", "was lost"),
+    ("", "was lost (ssh exit 255: no message)"),
+    ("kex_exchange_identification: read: reset", "connection refused or lost, authentication or host key"),
+], ids=["unknown-key", "changed-key", "timeout", "banner-timeout", "refused", "dns", "denied", "closed", "broken-pipe",
+        "silent", "other"])
 def test_ssh_failures_are_one_line_naming_the_fix(stderr, expected):
     err = ssh_failure(T, OPTIONS, stderr)
     assert isinstance(err, BadInput) and expected in err.line() and "\n" not in err.line()
@@ -617,9 +682,24 @@ def test_other_ssh_failures_and_odd_lock_records():
     assert "cannot be reached" in ssh_failure(T, OPTIONS, "connect: No route to host").line()
     assert ssh_failure(T, OPTIONS, "kex_exchange_identification: read: reset").line().endswith(
         "kex_exchange_identification: read: reset")
-    assert ssh_failure(T, OPTIONS, "").line().endswith("exit 255")
     assert describe_holder({}) == "nobody"
     assert lock_state({"host": HERE, "pid": "x", "age": 1.0}, 3600, HERE)[0] == "stale"
+
+
+def test_root_is_refused_unless_allowed():
+    root = dataclasses.replace(T, user="root")
+    with pytest.raises(BadInput, match="as root is refused"):
+        Remote(root, OPTIONS)
+    assert Remote(root, dataclasses.replace(OPTIONS, allow_root=True)).target.user == "root"
+
+
+def test_port_22_is_left_to_ssh_and_its_config():
+    from ops.deploy.transport import ssh_config
+
+    assert "-p" not in ssh_base(dataclasses.replace(T, port=22), OPTIONS)
+    assert ssh_base(T, OPTIONS)[-2:] == ["-p", "2222"]
+    found = ssh_config(T, OPTIONS)  # ssh -G: what ssh would use, connecting nowhere
+    assert found["port"] == "2222" and found["user"] == "chops" and found["hostname"] == T.host
 
 
 def test_options_come_from_settings(tmp_path):
@@ -660,3 +740,130 @@ def test_rollback_refuses_incomplete_releases_and_a_target_without_current():
         choose_rollback(f, "r1")
     with pytest.raises(BadInput, match="no current release"):
         choose_rollback(Facts({"current": None, "releases": [rel("r1")]}), None)
+
+
+# --- truthful verdicts, the database, hints, the audit and the local history -------------------------------------------
+
+def test_a_check_that_could_not_run_fails_a_deploy_and_warnings_are_named(monkeypatch):
+    from ops.deploy import report
+
+    verdict = {"healthy": True, "passed": 6, "warnings": 2, "failed": 0, "checks": [
+        {"name": "cron", "status": "warn", "reason": "no cron daemon is running"},
+        {"name": "freshness", "status": "warn", "reason": "not checked: the database is in use"},
+        {"name": "disk", "status": "pass", "reason": "ok"}]}
+    done = subprocess.CompletedProcess([], 0, json.dumps(verdict), "")
+
+    class Answering:
+        target = T
+
+        def inv_json(self, *args, **kwargs):
+            return done, verdict
+
+    strict = report.health(Answering(), T)
+    assert not strict["healthy"] and strict["failed"] == ["freshness: not checked: the database is in use"]
+    assert strict["warnings"] == ["cron: no cron daemon is running"]
+    assert strict["summary"] == "UNHEALTHY: 6 passed, 1 warning, 1 failed (1 could not run)"
+    shown = report.health(Answering(), T, strict=False)
+    assert shown["healthy"] and len(shown["warnings"]) == 2 and shown["summary"].endswith("2 warnings, 0 failed")
+
+
+def test_hints_carry_every_flag_that_is_not_the_default(targets_project):
+    from ops.deploy.report import hint_flags
+
+    [staging] = resolve_targets(target_names="staging", root=targets_project)
+    assert hint_flags(staging, targets_project) == "--target staging"
+    [moved] = resolve_targets(target_names="staging", port="2200", root=targets_project)
+    assert hint_flags(moved, targets_project) == "--target staging --port 2200"
+    [one] = resolve_targets(hosts="h.example", port="2222", path="/home/d/app", root=targets_project)
+    assert hint_flags(one, targets_project) == "--host h.example --port 2222 --path /home/d/app"
+    a, _ = resolve_targets(target_names="prod", root=targets_project)  # one host of several: named by itself
+    assert hint_flags(a, targets_project).startswith("--host a.example --user chops --port 22 --path /srv/chops")
+
+
+def test_migration_failures_say_the_database_state_and_the_repair():
+    from ops.deploy import database
+
+    clean = database.migration_failure({
+        "error": "migrations/0008_x.sql statement 2 of 2 (line 3) failed: Code: 62. Syntax error; undid what ran "
+                 "(statement 1, with 1 rollback statement): 0008_x is not applied and nothing is dirty (fix "
+                 "migrations/0008_x.sql and run: inv db.migrate)",
+        "exit_code": 1, "migration": "0008_x", "statement": 2, "undone": True, "state": "clean",
+        "repair": "inv db.migrate"}, T, "--host h")
+    assert clean.message.startswith("migration 0008_x statement 2 failed on etl1.example.internal: migrations/")
+    assert clean.message.endswith("nothing is dirty; the database is clean as before")  # the remote hint dropped
+    assert clean.hint == "fix the migration and deploy again"
+    dirty = database.migration_failure({
+        "error": "statement 2 failed: boom; it could not be undone: no rollback file", "migration": "0008_x",
+        "statement": 2, "undone": False, "state": "dirty", "repair": "inv db.migrate --resume",
+        "ways_out": "fix the file and run: inv db.migrate --resume; or, if its effect is already there: inv db.mark "
+                    "0008_x"}, T, "--host h --port 2222")
+    assert "it could not be undone: the database is DIRTY (0008_x)" in dirty.message
+    assert dirty.hint == ("fix the file and run: inv deploy.exec --host h --port 2222 -- db.migrate --resume; or, if "
+                          "its effect is already there: inv deploy.exec --host h --port 2222 -- db.mark 0008_x")
+    no_ways = database.migration_failure({"error": "boom", "migration": "0008_x", "state": "dirty"}, T, "--host h")
+    assert "inv deploy.exec --host h -- db.rollback" in no_ways.hint
+    row = {"id": "0008_x", "state": "dirty", "repair": "inv db.migrate --resume"}
+    assert database.dirty_repair(row, "--target prod") == ("repair: inv deploy.exec --target prod -- db.migrate "
+                                                           "--resume; see it: inv deploy.exec --target prod -- "
+                                                           "db.status; then deploy again")
+    rows = [{"id": "0001", "state": "applied"}, {"id": "0008", "state": "ahead"},
+            {"id": "0009", "state": "drifted", "note": "file missing"}, {"id": "0010", "state": "drifted",
+                                                                         "note": "file changed after it was applied"}]
+    assert database.ahead_of(rows) == ["0008", "0009"]
+
+
+def test_a_paused_cron_turns_a_no_op_into_a_reverification():
+    f = facts(current="r1", revision=source().revision)
+    assert make_plan(T, source(), f, 3600).action == "no-op"
+    f.raw["cron_paused"] = {"by": "a deploy", "since": "2026-11-26 21:00:00 UTC"}
+    assert make_plan(T, source(), f, 3600).action == "reverify"
+    assert make_plan(dataclasses.replace(T, cron=False), source(), f, 3600).action == "no-op"
+
+
+def test_repeated_no_ops_collapse_and_a_killed_deploy_is_recorded_by_the_next(tmp_path):
+    path = tmp_path / "app"
+    path.mkdir()
+    for _ in range(3):
+        remote.cmd_audit({"path": str(path), "audit": {"at": "t", "result": "no-op", "to": "r1"}})
+    remote.cmd_audit({"path": str(path), "audit": {"at": "t2", "result": "no-op", "to": "r2"}})
+    lines = [json.loads(line) for line in (path / "audit.log").read_text().splitlines()]
+    assert [(x["to"], x.get("repeats")) for x in lines] == [("r1", 3), ("r2", None)]
+    dead = {"id": "old", "user": "ops", "host": "build-7", "pid": 4242, "since": "2026-01-01 00:00:00 UTC",
+            "action": "deploy", "release": "r3"}
+    remote.cmd_lock({"path": str(path), "holder": dead})
+    taken = remote.cmd_lock({"path": str(path), "holder": {"id": "new", "user": "me", "host": "h", "pid": 1},
+                             "takeover": "old"})
+    assert taken["acquired"]
+    last = json.loads((path / "audit.log").read_text().splitlines()[-1])
+    assert (last["result"], last["to"], last["who"]) == ("killed", "r3", "ops@build-7")
+    assert "pid 4242 died holding the deploy lock" in last["error"]
+
+
+def test_every_deploy_keeps_its_log_and_a_line_in_the_local_index(tmp_path):
+    from ops.core.settings import load_settings
+    from ops.deploy import history
+
+    settings = load_settings(ROOT, environ={"CHOPS_PATHS__VAR": str(tmp_path / "var"),
+                                            "CHOPS_ENV_FILE": str(tmp_path / "no.env")})
+    log = history.DeployLog(settings, "deploy", T)
+    said = []
+    log.tee(said.append)("[1/7] preflight and lock: ok")
+    log.record("failed", "r2", "r1", "migration 0008 failed")
+    log.killed({"pid": 77, "host": "build-7", "release": "r3", "action": "deploy", "since": "x"})
+    [one, killed] = history.read_index(settings)
+    assert said == ["[1/7] preflight and lock: ok"]
+    assert {k: one[k] for k in ("action", "target", "host", "release", "from_release", "outcome", "error")} == {
+        "action": "deploy", "target": T.host, "host": T.host, "release": "r2", "from_release": "r1",
+        "outcome": "failed", "error": "migration 0008 failed"}
+    text = Path(one["log"]).read_text()
+    assert "[1/7] preflight and lock: ok" in text and "error: migration 0008 failed" in text
+    assert killed["outcome"] == "killed" and killed["release"] == "r3" and "pid 77" in killed["error"]
+
+
+def test_make_deploy_passes_path_and_host_key_acceptance():
+    done = subprocess.run(["make", "-s", "-o", "setup", "deploy", "INV=printf '<%s>\\n'", "HOST=h",
+                           "DEPLOY_PATH=/srv/a b", "ACCEPT_NEW_HOST_KEY=1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["<deploy>", "<--host>", "<h>", "<--path>", "</srv/a b>",
+                                        "<--accept-new-host-key>"]
