@@ -37,7 +37,8 @@ def _selection(registry, select, jobs, exclude):
     "exclude": _EXCLUDE,
     "jobs": _JOBS,
     "parallel": "partitions at once (default: backfill.parallel)",
-    "dry_run": "print the plan with each partition's status and rows; store and run nothing",
+    "dry_run": "print the plan (a summary per pipeline); store and run nothing",
+    "details": "with --dry-run: list every partition with its status and rows",
     "reprocess": "which partitions to build: missing (default: never succeeded, or rows gone), failed, stale (built "
                  "before their upstream was rebuilt) or all; what depends on them that day is rebuilt too",
     "force": "the same as --reprocess all",
@@ -50,7 +51,7 @@ def _selection(registry, select, jobs, exclude):
 })
 def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=False, force=False, rerun_failed=False,
         newest_first=False, fail_fast=False, resume=None, max_days=None, json=False, select=None, exclude=None,
-        reprocess=None):
+        reprocess=None, details=False):
     """Backfill a range of days for the backfillable pipelines: a frozen plan, run in parallel, resumable."""
     from ops.clickhouse.client import connect
     from ops.core import output
@@ -76,11 +77,11 @@ def run(c, days=None, start=None, end=None, jobs=None, parallel=None, dry_run=Fa
     ledger.require_table(db)
     plan = backfill.make_plan(s, db, registry, first, last, names, reprocess=mode, newest_first=newest_first)
     if dry_run:
-        return _print_plan(db, registry, plan, json)
+        return _print_plan(plan, json, details)
     if not plan.items:
         return _nothing_to_do(plan, json)
     backfill.store(db, plan)
-    output.info(f"plan {plan.id}: {len(plan.items)} partitions to run, {len(plan.skipped)} skipped "
+    output.info(f"plan {plan.id}: {output.plural(len(plan.items), 'partition')} to run, {len(plan.skipped)} skipped "
                 f"({plan.start} .. {plan.end}; {', '.join(plan.jobs)}; reprocess {plan.reprocess}; "
                 f"{parallel} at a time)")
     return _execute(s, db, registry, plan, parallel, fail_fast, json)
@@ -93,7 +94,7 @@ def _nothing_to_do(plan, as_json):
     if as_json:
         output.print_json({"plan": {**plan.summary(), "id": None}, "summary": backfill.summarize([], plan),
                            "outcomes": [], "stored": False})
-    output.info(f"nothing to do: {len(plan.skipped)} partition(s) skipped ({plan.start} .. {plan.end}; "
+    output.info(f"nothing to do: {output.plural(len(plan.skipped), 'partition')} skipped ({plan.start} .. {plan.end}; "
                 f"reprocess {plan.reprocess}); no plan was stored")
     _say_stale(plan)
 
@@ -103,12 +104,13 @@ def _say_stale(plan):
 
     if plan.stale:
         first = plan.stale[0]
-        output.info(f"{len(plan.stale)} partition(s) stale, e.g. {first.pipeline} {first.day}: {first.stale}; "
+        output.info(f"{output.plural(len(plan.stale), 'partition')} stale, e.g. {first.pipeline} {first.day}: {first.stale}; "
                     f"rebuild them: inv backfill --start {plan.start} --end {plan.end} --reprocess stale")
 
 
 def _execute(s, db, registry, plan, parallel, fail_fast, as_json, resumed=False):
     from ops.core import output
+    from ops.pipelines import alerts
     from ops.pipelines import backfill
     from ops.pipelines.scheduler import OutcomeStatus
 
@@ -132,6 +134,7 @@ def _execute(s, db, registry, plan, parallel, fail_fast, as_json, resumed=False)
         output.print_table([(r["pipeline"], *[r[k] for k in backfill.SUMMARY], f"{r['rows']:,}",
                              f"{r['seconds']:.1f}s") for r in summary], ["pipeline", *heads],
                            title=f"backfill {plan.id}", right=heads)
+    alerts.after_backfill(s, db, plan, outcomes)  # [alerts] on_failure hears of failed and killed partitions
     _finish(plan, outcomes)
 
 
@@ -139,6 +142,7 @@ def _finish(plan, outcomes):
     import signal
 
     from ops.core.errors import WorkFailed
+    from ops.core.output import plural
     from ops.pipelines import backfill
     from ops.pipelines.interrupt import Stopped
     from ops.pipelines.scheduler import OutcomeStatus
@@ -148,41 +152,38 @@ def _finish(plan, outcomes):
     if by:
         killed = sum(o.status == OutcomeStatus.KILLED for o in outcomes)
         left = sum(o.status == OutcomeStatus.NOT_STARTED for o in outcomes)
-        raise Stopped(f"backfill {plan.id} stopped by {by}: {killed} partition(s) killed, {left} not started",
+        raise Stopped(f"backfill {plan.id} stopped by {by}: {plural(killed, 'partition')} killed, {left} not started",
                       signal.Signals[by], hint=f"resume: {resume}")
     _say_stale(plan)
     failed = [o for o in outcomes if o.status in (OutcomeStatus.FAILED, OutcomeStatus.BLOCKED,
                                                   OutcomeStatus.NOT_STARTED)]
     if failed:
         first_error = next((o for o in failed if o.status == OutcomeStatus.FAILED), failed[0])
-        raise WorkFailed(f"{len(failed)} partition(s) did not succeed; first: {first_error.pipeline} "
+        raise WorkFailed(f"{plural(len(failed), 'partition')} did not succeed; first: {first_error.pipeline} "
                          f"{first_error.day}: {first_error.error}",
                          hint=f"fix it, then: {resume} (or --reprocess failed: the failed partitions and "
                               "everything downstream of them)")
 
 
-def _print_plan(db, registry, plan, as_json):
+def _print_plan(plan, as_json, details):
     from ops.core import output
-    from ops.pipelines.runner import partition_status
+    from ops.pipelines import backfill
 
-    rows = []
-    for item in plan.items:
-        st = partition_status(db, registry.get(item.pipeline), item.day)
-        rows.append({"pipeline": item.pipeline, "day": item.day, "action": "rebuild" if item.rebuild else "run",
-                     "status": st["last"]["status"] if st["last"] else "never run", "rows": st["rows"]})
-    for skip in plan.skipped:
-        st = partition_status(db, registry.get(skip.pipeline), skip.day)
-        rows.append({"pipeline": skip.pipeline, "day": skip.day, "action": f"skip ({skip.why})",
-                     "status": st["last"]["status"] if st["last"] else "never run", "rows": st["rows"],
-                     "stale": skip.stale or None})
-    rows.sort(key=lambda r: (r["day"], plan.jobs.index(r["pipeline"])), reverse=plan.newest_first)
+    summary = backfill.plan_summary(plan)
     if as_json:
-        return output.print_json({"plan": plan.summary(), "partitions": rows, "dry_run": True})
-    output.print_table([(r["day"], r["pipeline"], r["action"], r["status"], f"{r['rows']:,}") for r in rows],
-                       ["day", "pipeline", "action", "status now", "rows now"], right=["rows now"],
-                       title=f"plan (dry run): {len(plan.items)} to run, {len(plan.skipped)} skipped "
-                             f"(reprocess {plan.reprocess})")
-    output.info("dry run: nothing was stored or run")
+        return output.print_json({"plan": plan.summary(), "summary": summary,
+                                  "partitions": backfill.plan_partitions(plan), "dry_run": True})
+    heads = ["run", "rebuild", "skipped", "failed now", "stale left"]
+    output.print_table([(r["pipeline"], *[r[k] for k in backfill.PLAN_SUMMARY]) for r in summary],
+                       ["pipeline", *heads], right=heads,
+                       title=f"plan (dry run, {plan.start} .. {plan.end}): {output.plural(len(plan.items), 'partition')} "
+                             f"to run, {len(plan.skipped)} skipped (reprocess {plan.reprocess})")
+    if details:
+        output.print_table([(r["day"], r["pipeline"], r["action"], r["status"], f"{r['rows']:,}")
+                            for r in backfill.plan_partitions(plan)],
+                           ["day", "pipeline", "action", "status now", "rows now"], right=["rows now"],
+                           title="partitions")
+    output.info("dry run: nothing was stored or run" + ("" if details else "; --details lists every partition"))
 
 
 @task(name="list", help={"json": "print as JSON"})
@@ -245,7 +246,8 @@ def counts(c, days=None, start=None, end=None, jobs=None, json=False, select=Non
     gaps = sum(1 for g in data["coverage"] for v in g["days"].values() if v not in (RunStatus.SUCCEEDED,
                                                                                      RunStatus.STALE))
     flagged = sum(1 for t in data["tables"] for d in t["days"] if d["flags"])
-    output.info(f"{gaps} partition(s) not succeeded, {len(data['stale'])} stale, {flagged} day(s) flagged")
+    output.info(f"{output.plural(gaps, 'partition')} not succeeded, {len(data['stale'])} stale, "
+                f"{output.plural(flagged, 'day')} flagged")
     for st in data["stale"][:5]:
         output.info(f"stale: {st['pipeline']} {st['day']}: {st['why']}")
     if data["stale"]:
@@ -273,9 +275,10 @@ def plans(c, limit="10", json=False):
     "days": "the last N days, ending yesterday (default 7)",
     "start": "first day, YYYY-MM-DD", "end": "last day, YYYY-MM-DD",
     "select": _SELECT, "exclude": _EXCLUDE, "jobs": _JOBS,
-    "json": "print as JSON",
+    "details": "list every check of every day, the passing ones too (default: the failures and a summary)",
+    "json": "print every result as JSON",
 })
-def verify(c, days=None, start=None, end=None, jobs=None, json=False, select=None, exclude=None):
+def verify(c, days=None, start=None, end=None, jobs=None, json=False, select=None, exclude=None, details=False):
     """Re-run the pipelines' checks on the data already in the targets, without rewriting anything."""
     from ops.pipelines import backfill
     from ops.core import output
@@ -293,13 +296,20 @@ def verify(c, days=None, start=None, end=None, jobs=None, json=False, select=Non
     failed = [r for r in results if not r["passed"]]
     if json:
         output.print_json(results)
-    else:
-        output.print_table([(r["day"], r["pipeline"], r["check"], f"{r['rows']:,}", r["bad"],
-                             "ok" if r["passed"] else "FAILED") for r in results],
-                           ["day", "pipeline", "check", "rows", "bad", "result"], right=["rows", "bad"])
+    elif details or failed:
+        shown = results if details else failed
+        output.print_table([(r["day"], r["pipeline"], r["check"], f"{r['rows']:,}",
+                             "ok" if r["passed"] else f"FAILED: {r['says']}") for r in shown],
+                           ["day", "pipeline", "check", "rows", "result"], right=["rows"])
+    partitions = len({(r["pipeline"], r["day"]) for r in results})
+    summary = (f"{output.plural(len(results), 'check')} on {output.plural(partitions, 'partition')} "
+               f"({first} .. {last}): {len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
-        raise WorkFailed(f"{len(failed)} check(s) failed on existing data; first: {failed[0]['pipeline']} "
-                         f"{failed[0]['day']} {failed[0]['check']}")
+        first_bad = failed[0]
+        raise WorkFailed(f"{summary}; first: {first_bad['pipeline']} {first_bad['day']} {first_bad['check']}: "
+                         f"{first_bad['says']}", hint="rebuild those days: inv backfill --start DAY --end DAY "
+                                                      "--reprocess all --select PIPELINE")
+    output.info(summary + ("" if details or json else "; --details lists each"))
 
 
 ns = Collection("backfill")

@@ -7,7 +7,7 @@ from ops.cli.base import settings, task, whole_number
 
 @task(help={
     "rounds": "timed runs per command (default: bench.rounds; migrations use at most 3)",
-    "only": "run one benchmark: cli_latency, migrations, pipeline_run or backfill",
+    "only": "run one benchmark: cli_latency, migrations, pipeline_run, backfill or backfill_fleet",
     "gate": "apply the performance gate (bench.max_* in config); exit 1 if it fails",
     "json": "print the JSON results instead of tables",
 })

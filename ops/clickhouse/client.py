@@ -96,6 +96,11 @@ _engine = _Engine()
 atexit.register(_engine.close)
 
 
+def engine_waited() -> bool:
+    """Whether this process waited for another one to let go of the embedded engine before it could open it."""
+    return bool(_engine.lock is not None and _engine.lock.waited)
+
+
 def _short(path: Path) -> str:
     try:
         return str(path.relative_to(ROOT))

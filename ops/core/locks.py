@@ -59,6 +59,7 @@ class FileLock:
         self.notify = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.poll = poll
         self._fh = None
+        self.waited = False  # whether acquire() found it held and waited for it
 
     @property
     def held(self) -> bool:
@@ -91,7 +92,7 @@ class FileLock:
                     )
                 if not told:
                     self.notify(f"waiting for {self.what}: held by {who} (timeout {self.timeout:g}s)")
-                    told = True
+                    told = self.waited = True
                 time.sleep(self.poll)
         try:
             os.ftruncate(fh.fileno(), 0)

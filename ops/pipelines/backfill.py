@@ -21,9 +21,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Mapping
 
 from ops.clickhouse.client import connect
 from ops.core import pidfile
@@ -56,6 +56,8 @@ class Plan:
     newest_first: bool = False
     created_at: str = ""
     created_by: str = ""
+    # what the plan was made from (not stored): each partition's (newest attempt's status, target rows) then
+    facts: Mapping[tuple[str, date], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def stale(self) -> tuple[Skip, ...]:
@@ -132,10 +134,51 @@ def make_plan(settings, db, registry: Registry, first: date, last: date, jobs: l
     depends = {name: p.depends_on for name, p in registry.pipelines.items()}
     days = days_between(first, last)
     items, skipped = choose(days[::-1] if newest_first else days, ordered, states, rows, reprocess, depends)
+    facts = {}
+    for p in ordered:
+        for day in days:
+            state = states.get((p.name, day))
+            facts[(p.name, day)] = (str(state.status) if state else NEVER_RUN, rows[p.name].get(f"{day:%Y%m%d}", 0))
     now = utc_now()
     return Plan(id=f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", start=first, end=last, jobs=tuple(jobs),
                 items=tuple(items), skipped=tuple(skipped), reprocess=reprocess, newest_first=newest_first,
-                created_at=stamp(now), created_by=f"{user_name()}@{socket.gethostname()}")
+                created_at=stamp(now), created_by=f"{user_name()}@{socket.gethostname()}", facts=facts)
+
+
+NEVER_RUN = "never run"
+#: The columns of a dry run's summary, per pipeline.
+PLAN_SUMMARY = ("run", "rebuild", "skipped", "failed_now", "stale_left")
+
+
+def plan_partitions(plan: Plan) -> list[dict[str, Any]]:
+    """Every partition of the range as a dry run shows it (what the plan does with it, its status and rows when
+    the plan was made), in the plan's day order; pure: the facts came with the plan."""
+    out = []
+    for item in plan.items:
+        status, rows = plan.facts.get((item.pipeline, item.day), (NEVER_RUN, 0))
+        out.append({"pipeline": item.pipeline, "day": item.day, "action": "rebuild" if item.rebuild else "run",
+                    "status": status, "rows": rows})
+    for skip in plan.skipped:
+        status, rows = plan.facts.get((skip.pipeline, skip.day), (NEVER_RUN, 0))
+        out.append({"pipeline": skip.pipeline, "day": skip.day, "action": f"skip ({skip.why})", "status": status,
+                    "rows": rows, "stale": skip.stale or None})
+    out.sort(key=lambda r: (r["day"], plan.jobs.index(r["pipeline"])), reverse=plan.newest_first)
+    return out
+
+
+def plan_summary(plan: Plan) -> list[dict[str, Any]]:
+    """One row per pipeline of a dry run: partitions to run (never built, or rows gone), to rebuild (they hold
+    data), skipped, whose newest attempt failed (``failed_now``) and left stale by the mode (``stale_left``)."""
+    rows = {name: {"pipeline": name, **{k: 0 for k in PLAN_SUMMARY}} for name in plan.jobs}
+    for item in plan.items:
+        rows[item.pipeline]["rebuild" if item.rebuild else "run"] += 1
+    for skip in plan.skipped:
+        rows[skip.pipeline]["skipped"] += 1
+        rows[skip.pipeline]["stale_left"] += bool(skip.stale)
+    for (name, _), (status, _) in plan.facts.items():
+        if name in rows and status in FAILURES:
+            rows[name]["failed_now"] += 1
+    return list(rows.values())
 
 
 def require_plans_table(db) -> None:
@@ -235,7 +278,8 @@ def execute(settings, plan: Plan, registry: Registry, parallel: int = 1, fail_fa
     # One at a time runs in this (main) thread; with more, runs are threads. Either way a signal is noted by
     # ops.pipelines.interrupt, cancels the runs' statements, and this loop starts nothing after it.
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") if parallel > 1 else _Inline()
-    with interrupt.scope(settings), pool:
+    # ledger.batched: on the embedded engine the runs of this thread write the ledger through a write-ahead file
+    with interrupt.scope(settings), ledger.batched(db, plan.start, plan.end), pool:
         while True:
             while len(running) < parallel and not interrupt.requested():
                 step = schedule.take()
@@ -283,14 +327,20 @@ class _Worker:
                                   db=self.local.db)
         except Interrupted as exc:  # a signal: this partition was killed (or never began); nothing more starts
             status = OutcomeStatus.KILLED if exc.run_id else OutcomeStatus.NOT_STARTED
-            return Outcome(item.pipeline, item.day, status, seconds=time.monotonic() - t0, error=exc.message,
-                           signal=exc.signal)
+            return Outcome(item.pipeline, item.day, status, seconds=time.monotonic() - t0,
+                           error=_unprefixed(exc.message, item), signal=exc.signal)
         except ChopsError as exc:
             return Outcome(item.pipeline, item.day, OutcomeStatus.FAILED, seconds=time.monotonic() - t0,
-                           error=exc.message)
+                           error=_unprefixed(exc.message, item))
         status = OutcomeStatus.SKIPPED if result.status == RunStatus.SKIPPED else OutcomeStatus.SUCCEEDED
         return Outcome(item.pipeline, item.day, status, rows=int(result.rows or 0), seconds=time.monotonic() - t0,
                        error=result.reason)
+
+
+def _unprefixed(message: str, item: Item) -> str:
+    """A run's error without the "pipeline day: " it starts with: an outcome is shown beside its partition."""
+    prefix = f"{item.pipeline} {item.day}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 class _Inline:
@@ -387,7 +437,8 @@ def counts(db, registry: Registry, first: date, last: date, jobs: list[str] | tu
 
 def verify(db, registry: Registry, first: date, last: date, jobs: list[str],
            progress: Callable[[str, date], None] | None = None) -> list[dict[str, Any]]:
-    """Run each pipeline's checks on the target's data for each day, rewriting nothing."""
+    """Run each pipeline's checks on the target's data for each day, rewriting nothing. Each result says what the
+    check found when it failed (``says``: e.g. "16 rows, expected at least 100")."""
     results = []
     for day in days_between(first, last):
         for name in jobs:
@@ -396,8 +447,11 @@ def verify(db, registry: Registry, first: date, last: date, jobs: list[str],
             rows = int(db.scalar(f"SELECT count() FROM {source}", {"day": day}) or 0)
             for check in p.checks:
                 bad = int(db.scalar(check.sql.replace("{table}", source), {"day": day}) or 0)
+                found = None
+                if bad and check.found:
+                    found = db.scalar(f"SELECT {check.found.replace('{table}', source)} FROM {source}", {"day": day})
                 results.append({"pipeline": name, "day": day, "check": check.name, "rows": rows, "bad": bad,
-                                "passed": bad == 0})
+                                "passed": bad == 0, "says": check.explain(bad, found) if bad else "ok"})
             if progress:
                 progress(name, day)
     return results

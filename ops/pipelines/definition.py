@@ -41,20 +41,34 @@ TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 @dataclass(frozen=True)
 class Check:
     """A check on the staging data: ``sql`` counts the bad rows (0 passes). ``{table}`` is the staging table,
-    ``{day:Date}`` the day being built. A check that is one aggregate over the table also has ``expr``, so the
-    runner can evaluate all such checks in a single scan."""
+    ``{day:Date}`` the day being built. A check that is one aggregate over the table also has ``expr``, and one
+    whose ``sql`` is a single value (``scalar``) can run as a subquery beside them, so the runner evaluates all such
+    checks in one query. ``found``: an expression over ``{table}`` of what the check measured (the rows, a total),
+    and ``says``: the failure in words (``{bad}``, ``{rows}``: "row" or "rows" by ``bad``, ``{found}``,
+    ``{found_rows}``: "16 rows")."""
 
     name: str
     sql: str
     description: str
     expr: str | None = None
+    found: str | None = None
+    says: str = "{bad} offending {rows}"
+    scalar: bool = False
 
     def render(self, table: str) -> str:
         return self.sql.replace("{table}", f"`{table}`")
 
+    def explain(self, bad: int, found: Any = None) -> str:
+        """What a failure of this check found, against what it expects: e.g. ``16 rows, expected at least 100``."""
+        rows = int(found) if isinstance(found, (int, float)) else 0
+        shown = f"{found:,}" if isinstance(found, int) else found
+        return self.says.format(bad=f"{bad:,}", rows="row" if bad == 1 else "rows", found=shown,
+                                found_rows=f"{rows:,} row{'' if rows == 1 else 's'}")
 
-def _aggregate(name: str, expr: str, description: str) -> Check:
-    return Check(name, f"SELECT {expr} FROM {{table}}", description, expr=expr)
+
+def _aggregate(name: str, expr: str, description: str, says: str = "{bad} offending {rows}",
+               found: str | None = None) -> Check:
+    return Check(name, f"SELECT {expr} FROM {{table}}", description, expr=expr, found=found, says=says)
 
 
 class checks:
@@ -62,52 +76,78 @@ class checks:
 
     @staticmethod
     def not_empty() -> Check:
-        return _aggregate("not_empty", "count() = 0", "the day has rows")
+        """The day has at least one row (a pipeline with ``allow_empty=True`` has no use for it).
+
+        Example: ``checks.not_empty()``"""
+        return _aggregate("not_empty", "count() = 0", "the day has rows", says="0 rows, expected at least 1")
 
     @staticmethod
     def no_nulls(*columns: str) -> Check:
+        """None of ``columns`` is NULL in any of the day's rows.
+
+        Example: ``checks.no_nulls("user_id", "event_time")``"""
         for c in columns:
             _identifier(c, "column")
         expr = " OR ".join(f"isNull(`{c}`)" for c in columns)
-        return _aggregate(f"no_nulls({', '.join(columns)})", f"countIf({expr})", f"{', '.join(columns)} never NULL")
+        return _aggregate(f"no_nulls({', '.join(columns)})", f"countIf({expr})", f"{', '.join(columns)} never NULL",
+                          says=f"{{bad}} {{rows}} with NULL in {' or '.join(columns)}, expected none")
 
     @staticmethod
     def unique(*columns: str) -> Check:
+        """No two of the day's rows have the same values in ``columns`` (a key of the day).
+
+        Example: ``checks.unique("event_type", "country")``"""
         for c in columns:
             _identifier(c, "column")
         cols = ", ".join(f"`{c}`" for c in columns)
         return _aggregate(f"unique({', '.join(columns)})", f"count() - uniqExact({cols})",
-                          f"({', '.join(columns)}) unique")
+                          f"({', '.join(columns)}) unique", says="{bad} duplicate {rows}, expected none")
 
     @staticmethod
     def within_day(column: str, tz: str = "UTC") -> Check:
+        """Every row's ``column`` (a date or time) falls on the day being built, in time zone ``tz``.
+
+        Example: ``checks.within_day("event_time")``"""
         _identifier(column, "column")
         zone(tz)  # a real zone name, so it is safe as a literal
         if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
             raise BadInput(f"time zone {tz!r} has unexpected characters")
         return _aggregate(f"within_day({column})", f"countIf(toDate(`{column}`, '{tz}') != {{day:Date}})",
-                          f"every {column} falls on the day ({tz})")
+                          f"every {column} falls on the day ({tz})",
+                          says=f"{{bad}} {{rows}} with {column} outside the day ({tz}), expected none")
 
     @staticmethod
     def rows_between(minimum: int, maximum: int | None = None) -> Check:
+        """The day has at least ``minimum`` rows (and at most ``maximum``, when given): a day with far fewer rows
+        than usual is a broken source, not a quiet day.
+
+        Example: ``checks.rows_between(100)``"""
         upper = "" if maximum is None else f" OR count() > {int(maximum)}"
+        expected = f"at least {int(minimum):,}" if maximum is None else f"{int(minimum):,} to {int(maximum):,}"
         return _aggregate(f"rows_between({minimum}, {maximum})", f"count() < {int(minimum)}{upper}",
-                          f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows")
+                          f"between {minimum} and {maximum if maximum is not None else 'any number of'} rows",
+                          says=f"{{found_rows}}, expected {expected}", found="count()")
 
     @staticmethod
     def reconciles(column: str, source: str, day_column: str = "day") -> Check:
         """Totals tie out: sum(``column``) of the day's rows equals the number of the day's rows in ``source``
-        (the offending count is how many are missing or extra)."""
+        (the offending count is how many are missing or extra).
+
+        Example: ``checks.reconciles("events", source="events")``"""
         for name in (column, source, day_column):
             _identifier(name, "identifier")
+        day_rows = f"(SELECT count() FROM `{source}` WHERE `{day_column}` = {{day:Date}})"
         return Check("reconciles_with_" + source,
-                     f"SELECT abs(toInt64((SELECT sum(`{column}`) FROM {{table}})) - toInt64((SELECT count() "
-                     f"FROM `{source}` WHERE `{day_column}` = {{day:Date}})))",
-                     f"sum({column}) equals the day's rows in {source}")
+                     f"SELECT abs(toInt64((SELECT sum(`{column}`) FROM {{table}})) - toInt64({day_rows}))",
+                     f"sum({column}) equals the day's rows in {source}", found=day_rows, scalar=True,
+                     says=f"sum({column}) is off by {{bad}}, expected {{found}} (the day's rows in {source})")
 
     @staticmethod
     def sql(name: str, query: str, description: str = "") -> Check:
-        """A custom check: ``query`` returns the number of bad rows in ``{table}`` for ``{day:Date}``."""
+        """A custom check: ``query`` returns the number of bad rows in ``{table}`` (the day in staging); it may use
+        ``{day:Date}``.
+
+        Example: ``checks.sql("no_negative_revenue", "SELECT countIf(revenue < 0) FROM {table}")``"""
         return Check(name, query, description or name)
 
 
@@ -117,15 +157,15 @@ class checks:
 class Pipeline:
     """One pipeline's definition. ``build(run)`` fills ``run.staging`` with the day's rows."""
 
-    name: str
+    name: str  # lowercase letters, digits and _; what every command calls it
     build: Callable[[Any], None]
-    target: str
-    description: str = ""
+    target: str  # the table the days are swapped into; it must exist (a migration makes it), partitioned by day
+    description: str = ""  # one line for pipeline.list and the report
     schedule: str | None = None  # 5-field cron expression or @daily/@hourly...; None = run by hand/backfill only
     timezone: str = "UTC"  # the zone in which a "day" (a partition) is cut
     depends_on: tuple[str, ...] = ()  # pipelines that must have succeeded for the same day first
-    backfillable: bool = True
-    checks: tuple[Check, ...] = ()
+    backfillable: bool = True  # whether inv backfill may build its past days (False: by hand or cron only)
+    checks: tuple[Check, ...] = ()  # checks.* run on the day in staging; one failing keeps the target as it was
     retries: int = 0  # extra attempts after a retryable failure (lost connection, timeout)
     retry_delay: float = 5.0  # seconds before the first retry; doubles each time
     timeout: float = 3600.0  # seconds a run may take
@@ -195,7 +235,41 @@ _collecting: list[Pipeline] | None = None
 
 
 def pipeline(*, name: str, target: str, **options: Any) -> Callable[[Callable], Callable]:
-    """Declare the decorated ``build(run)`` function a pipeline. See :class:`Pipeline` for the options."""
+    """Declare the decorated ``build(run)`` function a pipeline. See :class:`Pipeline` for the options.
+
+    A pipeline is one module in ``pipelines/`` with one decorated function; it builds one day at a time::
+
+        from ops.pipelines import checks, pipeline
+
+        @pipeline(name="daily_counts", target="daily_counts", schedule="30 1 * * *", depends_on=["events_ingest"],
+                  checks=[checks.not_empty(), checks.unique("event_type")])
+        def build(run):
+            run.db.command(f"INSERT INTO {run.staging} SELECT day, event_type, count() FROM events "
+                           "WHERE day = {day:Date} GROUP BY day, event_type", run.params())
+
+    Its target comes from a migration (``inv db.new daily_counts`` writes the files)::
+
+        CREATE TABLE daily_counts (day Date, event_type LowCardinality(String), events UInt64)
+        ENGINE = MergeTree PARTITION BY day ORDER BY event_type
+
+    The contract:
+
+    * **Day partitions.** The target is partitioned by day (``PARTITION BY day``, a ``Date`` column; the day is cut
+      in the pipeline's ``timezone``), made by a migration. A run builds exactly one day, and only that day's rows.
+    * **Parameters, not formatting.** The day reaches SQL as the query parameter ``{day:Date}``
+      (``run.params()``, plus any of your own: ``run.params(country="DE")`` is ``{country:String}``); a value is
+      never formatted into the SQL text (only table names are: ``run.staging`` and the tables you read).
+    * **Idempotent by construction.** ``build`` writes only into ``run.staging``, a fresh table made ``AS`` the
+      target, and computes the whole day from its sources. The runner runs the checks on staging, then swaps the
+      day in with ``REPLACE PARTITION`` (atomic): a re-run replaces the day, a crash or a failed check leaves the
+      target as it was, and nothing is ever appended twice. Do not write to the target or to other tables.
+    * **Dependencies.** ``depends_on`` names the pipelines whose same day must have succeeded first; a run refuses
+      until they have, a backfill builds them first, and a downstream day built before its upstream day was rebuilt
+      shows as stale (``inv backfill --reprocess stale`` rebuilds it).
+    * **Failures.** An exception fails the attempt (recorded in the run ledger with its error and log); a
+      retryable one (a lost connection, a timeout) is tried again ``retries`` times. A day that builds no rows
+      fails unless ``allow_empty``. Raise ``ops.errors.WorkFailed("what is wrong")`` for a failure in your words.
+    """
 
     def register(build: Callable) -> Callable:
         module = getattr(build, "__module__", "")

@@ -1,7 +1,8 @@
 """The runner: one way to run a pipeline for one day, whether from cron, by hand or from a backfill.
 
-1. take the partition's lock (``var/locks/``; a second run of the same pipeline and day waits, and then finds
-   the work done);
+1. take the partition's lock (a file under ``var/locks/`` on the embedded engine, a claim in ClickHouse on a
+   server: :mod:`ops.pipelines.claims`; a second run of the same pipeline and day waits, and then finds the work
+   done);
 2. append a ``running`` attempt to the ledger;
 3. build the day into a staging table made ``AS`` the target;
 4. check the staging data (its partition, its row count, the pipeline's checks);
@@ -26,18 +27,18 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ops.clickhouse.client import connect, first_line
+from ops.clickhouse.client import connect, engine_waited, first_line
 from ops.core import output, pidfile
 from ops.core.errors import BadInput, ChopsError, WorkFailed
-from ops.core.locks import FileLock
 from ops.core.process import create_time
 from ops.core.timefmt import aware, utc_now
-from ops.pipelines import interrupt, ledger
+from ops.pipelines import claims, interrupt, ledger
 from ops.pipelines.definition import Pipeline, Registry, load_pipelines, parse_day
 from ops.pipelines.interrupt import Interrupted, TimedOut
 from ops.pipelines.ledger import RunStatus, Trigger
@@ -47,6 +48,11 @@ STAGING_PREFIX = "_chops_staging_"
 NO_BAD_ROWS = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
 # ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
 RETRYABLE_CODES = {159, 160, 164, 202, 209, 210, 241, 252, 319, 425, 999}
+# The engine's spare memory is given back (``Database.release_memory``) once this many rows were built since the
+# last time, after a failed attempt, and after loading a file this big: a backfill of small days does not pay for it
+# each day, and one of big days does not grow (measured: 265 MB held after two 1M-row days without it).
+RELEASE_ROWS = 250_000
+RELEASE_FILE_BYTES = 32 << 20
 
 
 @dataclass
@@ -87,7 +93,8 @@ class Run:
         the engine reads the file itself). A bad row fails the run naming the file and ClickHouse's row number."""
         try:
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
-            self.db.release_memory()  # parsing a file takes a few hundred MB: give it back before the next one
+            if Path(path).stat().st_size >= RELEASE_FILE_BYTES:
+                self.db.release_memory()  # parsing a big file takes a few hundred MB: give it back before the next
         except Exception as exc:
             if interrupt.cancelled(exc):
                 raise  # a stop or the timeout cancelled the load: the file is not to blame
@@ -211,12 +218,21 @@ def _target_problem(db, p: Pipeline) -> WorkFailed | None:
     return None
 
 
-def _dependencies(db, p: Pipeline, day: date) -> tuple[dict[str, str], dict[str, str], WorkFailed | None]:
-    """Each dependency's newest attempt for the day: (its status by name, the run id of each that succeeded, and
-    the refusal when one has not succeeded)."""
+def _ledger_of(db, p: Pipeline, day: date) -> dict[str, list[dict]]:
+    """The attempts of ``p`` and of its dependencies for the day, by pipeline, newest first: one query."""
+    found: dict[str, list[dict]] = {name: [] for name in (p.name, *p.depends_on)}
+    for a in ledger.attempts(db, day=day, pipelines=list(found)):
+        found[a["pipeline"]].append(a)
+    return found
+
+
+def _dependencies(p: Pipeline, day: date, found: Mapping[str, list[dict]]) -> tuple[dict[str, str], dict[str, str],
+                                                                                   WorkFailed | None]:
+    """Each dependency's newest attempt for the day (of ``found``, :func:`_ledger_of`): (its status by name, the run
+    id of each that succeeded, and the refusal when one has not succeeded)."""
     states, runs, problem = {}, {}, None
     for dep in p.depends_on:
-        tries = ledger.attempts(db, dep, day, limit=1)
+        tries = found.get(dep, [])
         states[dep] = str(tries[0]["status"]) if tries else "never run"
         if tries and tries[0]["status"] == RunStatus.SUCCEEDED:
             runs[dep] = tries[0]["run_id"]
@@ -266,21 +282,24 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
     ledger.require_table(db)
     if dry_run:
         return dry_run_report(settings, db, p, day, force)
-    lock = FileLock(settings.path("paths.var") / "locks" / f"pipeline-{p.name}-{day}.lock",
-                    f"{p.name} for {day}", p.timeout if wait_timeout is None else wait_timeout, notify=notify)
+    lock = claims.partition_lock(settings, db, p.name, day, p.timeout if wait_timeout is None else wait_timeout,
+                                 notify=notify)
     with interrupt.scope(settings):
         with interrupt.armed():  # a signal while it waits for the lock: nothing has begun
             lock.acquire()
         try:
-            _, upstream, problem = _dependencies(db, p, day)
+            found = _ledger_of(db, p, day)
+            _, upstream, problem = _dependencies(p, day, found)
             if problem:
                 raise problem
-            previous = ledger.attempts(db, p.name, day)
+            previous = found[p.name]
             _close_dead_attempts(db, previous)
-            done = _already_done(db, p, day, previous, force, asked, notify)
+            waited = lock.waited or engine_waited()
+            done = _already_done(db, p, day, previous, force, asked if waited else None, notify)
             if done is not None:
                 return done
-            _drop_orphans(db, p, day)
+            if any(a["status"] != RunStatus.SUCCEEDED for a in previous):
+                _drop_orphans(db, p, day)  # only an attempt that did not succeed can have left its staging table
             return _run_with_retries(settings, db, p, day, previous, trigger, plan_id, notify, upstream)
         finally:
             lock.release()
@@ -290,8 +309,9 @@ def dry_run_report(settings, db, p: Pipeline, day: date, force: bool) -> RunResu
     """What a run of ``p`` for ``day`` would do, checked as the run checks (target, dependencies, a run under way,
     the day done already, declared inputs), from the catalog, the ledger and the files; changes nothing."""
     rows = sum(db.partition_rows(p.target, day=day).values()) if db.has_table(p.target) else 0
-    previous = ledger.attempts(db, p.name, day)
-    depends, _, problem = _dependencies(db, p, day)
+    found = _ledger_of(db, p, day)
+    previous = found[p.name]
+    depends, _, problem = _dependencies(p, day, found)
     problem = _target_problem(db, p) or problem
     running = [a for a in previous if a["status"] == RunStatus.RUNNING]
     done = [a for a in previous if a["status"] == RunStatus.SUCCEEDED]
@@ -318,22 +338,23 @@ def dry_run_report(settings, db, p: Pipeline, day: date, force: bool) -> RunResu
                      refusal=problem.message if problem else "", hint=(problem.hint or "") if problem else "")
 
 
-def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime,
+def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime | None,
                   notify: Callable[[str], None]) -> RunResult | None:
     """The answer when the day is not to be built now: WorkFailed while another run of it goes on, ``SKIPPED`` when
-    it succeeded before (and its rows are still there). None, to build it: never run, failed, or ``force``."""
+    it succeeded before (and its rows are still there). None, to build it: never run, failed, or ``force``.
+    ``asked``: when this run was asked for, if it waited (for the partition or the engine) before it could begin."""
     others = [a for a in previous if a["status"] == RunStatus.RUNNING]
     if others and not force:
         a = others[0]
         raise WorkFailed(f"{p.name} for {day} is already running on {a['host']} (pid {a['pid']}, since "
                          f"{a['started_at']:%H:%M:%S} UTC)", hint="wait for it, or pass --force")
     done = [a for a in previous if a["status"] == RunStatus.SUCCEEDED]
-    if done and not p.allow_empty and partition_status(db, p, day)["rows"] == 0:
-        notify(f"{p.name} {day}: the ledger says it succeeded, but its rows are gone; rebuilding")
-        return None
     if not done or force:
         return None
-    by_other = aware(done[0]["started_at"]) >= asked
+    if not p.allow_empty and partition_status(db, p, day)["rows"] == 0:
+        notify(f"{p.name} {day}: the ledger says it succeeded, but its rows are gone; rebuilding")
+        return None
+    by_other = asked is not None and aware(done[0]["started_at"]) >= asked
     why = ("by a run that finished while this one waited" if by_other
            else f"at {aware(done[0]['finished_at']):%Y-%m-%d %H:%M} UTC")
     return RunResult(p.name, day, RunStatus.SKIPPED, rows=done[0]["rows_written"], run_id=done[0]["run_id"],
@@ -411,7 +432,7 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
             db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
             log.info("staging table %s", staging)
             p.build(run)
-            pid = _partition_id(db, day)
+            pid = partition_id(day)
             rows = _verify(db, p, day, staging, pid, log)
         _swap(db, p, staging, pid, rows)
         log.info("swapped %d rows into %s for %s", rows, p.target, day)
@@ -421,11 +442,24 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
         return RunResult(p.name, day, RunStatus.SUCCEEDED, rows=rows, run_id=run_id, attempt=attempt,
                          seconds=row["duration_s"], log=str(log_path))
     except BaseException as exc:
+        _built[db] = RELEASE_ROWS  # a failure may leave a peak behind: give it back below
         raise _ended(db, p, day, row, exc, time.monotonic() - started, log, log_path)
     finally:
         _quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
-        _quietly(db.release_memory)  # a backfill's next day starts from what the engine needs, not from its peaks
+        _release_by_size(db, row["rows_written"])
         _close_log(log)
+
+
+_built: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()  # rows built since the last release
+
+
+def _release_by_size(db, rows: int) -> None:
+    """Give the engine's spare memory back once ``RELEASE_ROWS`` rows were built on ``db`` since the last time: a
+    backfill's next big day starts from what the engine needs, not from its peaks, and small days pay nothing."""
+    _built[db] = _built.get(db, 0) + int(rows or 0)
+    if _built[db] >= RELEASE_ROWS:
+        _built[db] = 0
+        _quietly(db.release_memory)
 
 
 def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: float, log: logging.Logger,
@@ -463,45 +497,46 @@ def _quietly(action: Callable[[], Any]) -> None:
         pass
 
 
-def _partition_id(db, day: date) -> str:
-    pid = db.scalar("SELECT partitionId({d:Date})", {"d": day})
-    if not re.fullmatch(r"[0-9A-Za-z_-]+", pid or ""):  # computed by ClickHouse; inlined later (ALTER takes no parameters)
-        raise WorkFailed(f"unexpected partition id {pid!r} for {day}")
-    return pid
+def partition_id(day: date) -> str:
+    """The partition id of ``day`` in a table partitioned by day: ClickHouse's ``partitionId({day:Date})``, which
+    is the day as YYYYMMDD (a test holds the two equal). Digits only, so it is safe to inline (ALTER takes no
+    parameters)."""
+    return f"{day:%Y%m%d}"
 
 
 def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: logging.Logger) -> int:
-    parts = db.partition_rows(staging)
-    stray = [pid for pid in parts if pid != expected]
+    """The staging table's rows, after checking they all fall in the day's partition, that there are some (unless
+    ``allow_empty``) and that every check passes: one query for the rows, the partitions and the checks."""
+    rows, stray, results = _measure(db, p.checks, staging, day, expected)
     if stray:
-        raise WorkFailed(f"built rows outside {day} (partitions {', '.join(stray)}); the target must be partitioned "
-                         f"by day and build() must write only the day")
-    rows = sum(parts.values())
+        raise WorkFailed(f"built rows outside the day (partitions {', '.join(sorted(stray))}); the target must be "
+                         "partitioned by day and build() must write only the day")
     if rows == 0 and not p.allow_empty:
-        raise WorkFailed(f"built 0 rows for {day}; nothing was swapped in",
+        raise WorkFailed("built 0 rows; nothing was swapped in",
                          hint="if an empty day is normal, declare the pipeline with allow_empty=True")
-    results = _run_checks(db, p.checks, staging, day)
-    for check, bad in results:
-        log.info("check %s: %s", check.name, "ok" if not bad else f"{bad} bad")
-    for check, bad in results:
+    for check, bad, found in results:
+        log.info("check %s: %s", check.name, "ok" if not bad else check.explain(bad, found))
+    for check, bad, found in results:
         if bad:
-            raise WorkFailed(f"check {check.name} failed ({check.description}): {bad} offending row(s); "
-                             "the target was not touched")
+            raise WorkFailed(f"check {check.name} failed: {check.explain(bad, found)}; the target was not touched")
     return rows
 
 
-def _run_checks(db, checks, staging: str, day: date) -> list[tuple[Any, int]]:
-    """Every check's count of offending rows. The aggregate ones share one scan of the staging table."""
-    aggregates = [c for c in checks if c.expr]
-    counts: dict[int, int] = {}
-    if aggregates:
-        row = db.query(f"SELECT {', '.join(f'toInt64({c.expr})' for c in aggregates)} FROM `{staging}`",
-                       {"day": day}).result_rows[0]
-        counts.update({id(c): int(v) for c, v in zip(aggregates, row)})
+def _measure(db, checks, staging: str, day: date, expected: str) -> tuple[int, list[str], list[tuple[Any, int, Any]]]:
+    """(the staging table's rows, its partitions other than ``expected``, each check's offending count and what it
+    found). The rows, the partitions and every aggregate or single-value check share one scan; a custom check's
+    query runs on its own."""
+    together = [c for c in checks if c.expr or c.scalar]
+    columns = ["count()", "groupUniqArrayIf(_partition_id, _partition_id != {pid:String})"]
+    for c in together:
+        columns.append(f"toInt64({c.expr})" if c.expr else f"toInt64(({c.render(staging)}))")
+        columns.append(c.found.replace("{table}", f"`{staging}`") if c.found else "NULL")
+    row = db.query(f"SELECT {', '.join(columns)} FROM `{staging}`", {"day": day, "pid": expected}).result_rows[0]
+    measured = {id(c): (int(row[2 + 2 * i] or 0), row[3 + 2 * i]) for i, c in enumerate(together)}
     for c in checks:
-        if not c.expr:
-            counts[id(c)] = int(db.scalar(c.render(staging), {"day": day}) or 0)
-    return [(c, counts[id(c)]) for c in checks]
+        if id(c) not in measured:
+            measured[id(c)] = (int(db.scalar(c.render(staging), {"day": day}) or 0), None)
+    return int(row[0]), list(row[1]), [(c, *measured[id(c)]) for c in checks]
 
 
 def _swap(db, p: Pipeline, staging: str, pid: str, rows: int) -> None:

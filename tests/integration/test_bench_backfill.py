@@ -66,6 +66,28 @@ def test_derived_numbers(result):
     assert 20 < result["peak_rss_mb"] < 1_000_000
 
 
+def test_the_guarded_job_and_tiny_partitions_are_measured(result):
+    guarded = result["guarded"]
+    assert set(guarded) == {"long"} and _positive(guarded["long"]["best"])
+    assert result["guarded_ratio"]["best"] == pytest.approx(result["chops"]["long"]["best"] / guarded["long"]["best"])
+    tiny = result["tiny"]
+    assert tiny["rows_per_day"] == 200 and tiny["partitions"] == tiny["days"] * 3
+    assert tiny["ratio"] == pytest.approx(tiny["chops_s"] / tiny["direct_s"])
+    assert result["storage"]
+
+
+def test_the_guarded_plan_swaps_each_day_from_a_checked_staging_table(bench, tmp_path):
+    from ops.core.settings import load_settings
+
+    settings = load_settings(environ=bench._environ(tmp_path / "var"))
+    bench.generate_inbox(tmp_path / "inbox", bench.FIRST_DAY, 1, 100)
+    [day] = bench.direct_plan(settings, tmp_path / "inbox", bench.FIRST_DAY, 1, guarded=True)
+    sql = [operation[1] for operation in day]
+    staged = [s for s in sql if s.startswith("CREATE TABLE `_guarded_")]
+    swaps = [s for s in sql if "REPLACE PARTITION ID '20250101' FROM `_guarded_" in s]
+    assert len(staged) == len(swaps) == 3 and sum(s.startswith("SELECT count()") for s in sql) == 3
+
+
 def test_report_prints(result, bench, capsys):
     bench.print_report(result)
     out = capsys.readouterr().out
