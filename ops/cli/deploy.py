@@ -9,8 +9,9 @@ from ops.cli.base import settings, task, whole_number
 _WHERE = {
     "host": "a host (repeat --host, or a,b); several roll out like a target of config/deploy.toml",
     "target": "a target of config/deploy.toml (repeat, or a,b)",
-    "user": "ssh user on the target (default: the target's, else [defaults] of config/deploy.toml)",
-    "port": "ssh port (default: the target's, else 22)",
+    "user": "ssh user on the target (default: the target's, else ~/.ssh/config's, else [defaults] of "
+            "config/deploy.toml)",
+    "port": "ssh port (default: the target's, else ~/.ssh/config's, else [defaults] of config/deploy.toml, else 22)",
     "path": "absolute deploy path on the target (default: the target's)",
     "environment": "config overlay the target runs with (default: the target's, else prod)",
     "accept_new_host_key": "accept and record the host key of a target never seen before (deploy.accept_new_host_key)",
@@ -34,24 +35,26 @@ def _source(source, allow_dirty):
 
 
 def _targets(host, target, user, port, path, environment):
-    from ops.deploy.targets import resolve_targets
-
-    return resolve_targets(host, target, user=user, port=port, path=path, environment=environment,
-                                  root=settings().root)
+    return _fleet(host, target, user, port, path, environment, None).targets
 
 
 def _fleet(host, target, user, port, path, environment, limit):
-    from ops.deploy.targets import resolve_fleet
+    """The hosts, validated, with the user and port ssh will use; root refused here, before anything else is read."""
+    from ops.deploy.targets import refuse_root, resolve_fleet
+    from ops.deploy.transport import ssh_config_file
 
-    return resolve_fleet(host, target, user=user, port=port, path=path, environment=environment, limit=limit,
-                         root=settings().root)
+    s = settings()
+    fleet = resolve_fleet(host, target, user=user, port=port, path=path, environment=environment, limit=limit,
+                          root=s.root, ssh_config=ssh_config_file(s) or None)
+    refuse_root(fleet.targets, s.get("deploy.allow_root"))
+    return fleet
 
 
 def _number(value, flag, minimum=1):
     return None if value is None else whole_number(value, flag, minimum=minimum)
 
 
-def _show_plans(fleet, plans, order, json):
+def _show_plans(fleet, plans, order, json, rollback_on_failure=None):
     """One plan in full; several as a table, one row per host, after the rollout order."""
     from ops.core import output
     from ops.deploy.fleet import describe_rollout
@@ -62,7 +65,7 @@ def _show_plans(fleet, plans, order, json):
                                    "canary": batch[p.target].canary} for p in plans])
     if len(plans) == 1:
         return _show_plan(plans[0], False)
-    for line in describe_rollout(fleet, order):
+    for line in describe_rollout(fleet, order, rollback_on_failure):
         print(line)
     rows = []
     for p in plans:
@@ -146,12 +149,14 @@ def _show_plan(p, json):
     "parallel": _PARALLEL,
     "canary": "hosts deployed first, as a batch of their own (default: the target's canary, else 1; 0: none)",
     "wait": _WAIT,
+    "no_rollback": "when a host fails, leave the hosts already switched on the new release (default: the target's "
+                   "rollback_on_failure, else roll them back)",
     "dry_run": "print the rollout order and the plan of each host (like deploy.plan) and change nothing",
     "json": "print the outcome of each host as JSON",
 })
 def run(c, host=None, target=None, user=None, port=None, path=None, environment=None, source=None,
         allow_dirty=False, accept_new_host_key=False, force=False, limit=None, parallel=None, canary=None, wait=None,
-        dry_run=False, json=False):
+        no_rollback=False, dry_run=False, json=False):
     """Deploy this commit as a new release: sync, provision, migrate, test, switch, verify; roll back if unhealthy."""
     from ops.core import output
     from ops.deploy import fleet as rollout
@@ -163,12 +168,13 @@ def run(c, host=None, target=None, user=None, port=None, path=None, environment=
     seconds = _number(wait, "--wait", minimum=0) or 0
     source = _source(source, allow_dirty or dry_run)
     options = _options(accept_new_host_key)
+    back = False if no_rollback else None  # None: each target's rollback_on_failure
     if dry_run:
         order = rollout.rollout_order(fleet, at_once, first)
         plans = [deploy_plan.plan(s, t, source, options, force=force) for t in fleet.targets]
-        return _show_plans(fleet, plans, order, json)
+        return _show_plans(fleet, plans, order, json, back)
     outcomes = rollout.deploy(s, fleet, source, options, notify=output.info, force=force, wait=seconds,
-                              parallel=at_once, canary=first)
+                              parallel=at_once, canary=first, rollback_on_failure=back)
     if json:
         return output.print_json([o.as_dict() for o in outcomes])
     for o in outcomes:

@@ -117,6 +117,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kill_grace": Key(int, "seconds proc.kill waits after SIGTERM during a deploy (proc.kill --grace)"),
         "known_hosts": Key(str, "ssh known_hosts file for deploy targets; empty = ssh's default (~/.ssh/known_hosts)"),
         "identity_file": Key(str, "ssh private key for deploy targets; empty = ssh's default keys and agent"),
+        "ssh_config": Key(str, "ssh client config file for deploy targets; empty = ssh's default (~/.ssh/config)"),
         "accept_new_host_key": Key(bool, "accept and record the host key of a target never seen before (accept-new)"),
         "control_persist": Key(int, "seconds the shared ssh connection stays open after a command (ControlPersist)"),
         "bwlimit": Key(int, "rsync bandwidth limit in KiB/s; 0 = none"),

@@ -118,7 +118,7 @@ class Deployer:
         t = self.target
         self.holder = new_holder(Action.DEPLOY)
         self.facts, took = acquire(self.remote, self.holder, self.settings.get("deploy.stale_lock_after"),
-                                   self.options, self.notify)
+                                   self.options, self.notify, self.flags)
         if took is not None:
             self.notes.append(f"took over the stale lock of {describe_holder(took)}")
             self.log.killed(took)
@@ -149,7 +149,7 @@ class Deployer:
         choose_rollback(facts, self.to)  # bad input is refused before the lock
         self.holder = new_holder(Action.ROLLBACK)
         self.facts, _ = acquire(self.remote, self.holder, self.settings.get("deploy.stale_lock_after"), self.options,
-                                self.notify)
+                                self.notify, self.flags)
         chosen = choose_rollback(self.facts, self.to)
         self.plan = rollback_plan(t, self.facts, chosen)
         if chosen.get("bad"):
@@ -482,27 +482,41 @@ class Deployer:
             self.notify(f"{self.steps.prefix}      {self.action} of {p.release} stopped ({error}): {said}")
         marks = [{"release": p.release, "status": "bad", "reason": error}] \
             if p.release and self.action is Action.DEPLOY else []  # a rollback never marks the release it goes to
+        result = Result.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Result.FAILED
         try:
-            self._finish(Result.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Result.FAILED, marks=marks,
-                         prune=True, error=error, note=restored)
-        except BaseException:  # noqa: BLE001
-            self.notify(f"{self.steps.prefix}      could not release the deploy lock on {t.host}: "
-                        f"run inv deploy.unlock {self.flags}")
+            self._finish(result, marks=marks, prune=True, error=error, note=restored)
+        except BaseException:  # noqa: BLE001 - interrupted again, or the connection is gone: unlock at least
+            if not self._unlock(result, p.current, error):
+                self.notify(f"{self.steps.prefix}      could not release the deploy lock on {t.host}: the next "
+                            f"deploy takes it over (or: inv deploy.unlock {self.flags})")
 
     def _release_quietly(self, exc: BaseException) -> None:
-        """Preflight failed: unlock (with an audit line when the lock was ours) and record it here."""
+        """Preflight failed: unlock (with an audit line when the lock was ours) and record it here. Also when the
+        first round trip never answered: it may have taken the lock before it was cut (an unlock of a lock that is
+        not ours changes nothing)."""
         current = self.facts.current if self.facts else None
         result = Result.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Result.FAILED
         self.ended = True
         self.log.record(result, self.plan.release if self.plan else None, current, error_line(exc))
-        if not self.holder or not self.remote.connected:
-            return
-        try:
-            self.remote.helper("unlock", path=self.target.path, id=holder_id(self.holder),
-                               audit=audit_record(self.action, self.target, result, self.steps, current, None,
-                                                  self.plan.revision if self.plan else None, error=error_line(exc)))
-        except BaseException:  # noqa: BLE001
-            pass
+        if self.holder is not None and (self.remote.connected or not isinstance(exc, ChopsError)):
+            self._unlock(result, current, error_line(exc))  # not after ssh itself failed: it would fail again
+
+    def _unlock(self, result: Result, current: str | None, error: str, attempts: int = 2) -> bool:
+        """Give back the lock this deploy holds (the helper removes it only if its id is ours), with its audit line.
+        A second interrupt during the unlock gets one more try; a target that cannot be reached, none. Whether the
+        lock is known to be given back."""
+        for _ in range(attempts):
+            try:
+                self.remote.helper("unlock", timeout=self.options.connect_timeout + 30, path=self.target.path,
+                                   id=holder_id(self.holder),
+                                   audit=audit_record(self.action, self.target, result, self.steps, current, None,
+                                                      self.plan.revision if self.plan else None, error=error))
+                return True
+            except KeyboardInterrupt:
+                continue
+            except BaseException:  # noqa: BLE001 - the original error is what the user sees
+                return False
+        return False
 
     def _close(self) -> None:
         """The end of this deploy: its log closed, the shared ssh connection ended (not left for ControlPersist)."""

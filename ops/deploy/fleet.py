@@ -113,8 +113,9 @@ def describe_rollout(fleet: Fleet, batches: list[Batch], rollback_on_failure: bo
     for g in fleet.groups:
         back = g.rollback_on_failure if rollback_on_failure is None else rollback_on_failure
         name = g.name or "--host"
+        why = "--no-rollback" if rollback_on_failure is False else "rollback_on_failure = false"
         lines.append(f"  {name}: " + ("then rolls back the hosts it switched" if back else
-                                      "leaves the hosts it switched (rollback_on_failure = false)"))
+                                      f"leaves the hosts it switched ({why})"))
         lines += [f"    before: {h.label()}" for h in g.before]
         lines += [f"    after: {h.label()}" for h in g.after]
     lines += [f"  {b.label()}" for b in batches]
@@ -249,12 +250,15 @@ def run_hook(hook: Hook, group: Group, env: dict[str, str], root: Path, options:
         assignments = [f"{k}={v}" for k, v in {**env, "CHOPS_DEPLOY_HOST": t.host, "CHOPS_DEPLOY_PATH": t.path}.items()]
         command = (f"cd {quote_command([t.path + '/current'])} 2>/dev/null || cd {quote_command([t.path])} 2>/dev/null"
                    f" || cd; exec {quote_command(['env', *assignments, *hook.argv])}")
+        remote = Remote(t, options)
         try:
-            done = Remote(t, options).run(command, timeout=hook.timeout, what=f"the hook {hook.label()}")
+            done = remote.run(command, timeout=hook.timeout, what=f"the hook {hook.label()}")
         except WorkFailed as exc:
             timed_out = "did not finish within" in exc.message
             _hook_result(hook, 1, exc.message, timed_out, t.host)
             return
+        finally:
+            remote.close()
         for line in (as_text(done.stdout) + as_text(done.stderr)).splitlines():
             if line.strip():
                 notify(f"{prefix}  | {line.rstrip()}")
@@ -353,7 +357,8 @@ class Rollout:
             group = next(g for g in self.fleet.groups if t in g.targets)
             back = group.rollback_on_failure if self.rollback_on_failure is None else self.rollback_on_failure
             if not back:
-                report.result, report.note = HostResult.LEFT, "rollback_on_failure is off"
+                report.result, report.note = HostResult.LEFT, ("--no-rollback" if self.rollback_on_failure is False
+                                                               else "rollback_on_failure is off")
             elif report.outcome.previous is None:
                 report.result, report.note = HostResult.LEFT, "it had no release before"
             else:
@@ -449,7 +454,11 @@ def with_lock_wait(settings, target: Target, options: SshOptions, notify: Notify
                 raise
             notify(f"{prefix}waiting up to {left:.0f}s for the deploy lock (--wait): held by "
                    f"{describe_holder(held.holder)}")
-            _until_free(Remote(target, options), settings.get("deploy.stale_lock_after"), deadline)
+            remote = Remote(target, options)
+            try:
+                _until_free(remote, settings.get("deploy.stale_lock_after"), deadline)
+            finally:
+                remote.close()
 
 
 def _until_free(remote: Remote, stale_after: float, deadline: float) -> None:

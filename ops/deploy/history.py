@@ -2,13 +2,18 @@
 JSON line per deploy or rollback in ``var/log/deploy/deploys.jsonl`` (what the report page reads). A deploy that
 was killed leaves no line of its own: the deploy that takes over its lock writes one for it (outcome ``killed``).
 
-An index line: ``at, action, target, host, release, from_release, outcome, error, log``.
+An index line: ``at, action, target, host, port, path, release, from_release, outcome, error, log``. Several deploys
+may run at once, in threads of one process (a fleet) or in several processes: each log has a name of its own
+(``<UTC time>-<host>-<port>-<action>-<pid>-<n>.log``) and each index line is appended whole, under a lock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +22,8 @@ from ops.deploy.targets import Target
 from ops.deploy.transport import Notify
 
 INDEX = "deploys.jsonl"
+_SEQUENCE = itertools.count(1)  # next() is atomic under the GIL: a number of its own for each log of this process
+_APPENDING = threading.Lock()
 
 
 def log_dir(settings) -> Path:
@@ -28,13 +35,12 @@ class DeployLog:
 
     def __init__(self, settings, action: str, target: Target):
         self.settings, self.action, self.target = settings, action, target
-        name = f"{stamp().replace(' ', 'T').replace(':', '').replace('-', '')[:15]}Z-{target.host}-{action}-" \
-               f"{os.getpid()}.log".replace(":", "_")
-        self.path = log_dir(settings) / name
+        when = stamp().replace(" ", "T").replace(":", "").replace("-", "")[:15]
+        self.path = log_dir(settings) / log_name(when, target, str(action), os.getpid(), next(_SEQUENCE))
         self._fh = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = open(self.path, "x", encoding="utf-8")  # "x": never another deploy's log
         except OSError:
             self._fh = None  # a log that cannot be written never stops a deploy
 
@@ -61,15 +67,17 @@ class DeployLog:
             self.write(f"error: {error}")
         append_index(self.settings, {"at": stamp(), "action": action or self.action,
                                      "target": self.target.name or self.target.host, "host": self.target.host,
-                                     "release": release, "from_release": from_release, "outcome": outcome,
+                                     "port": self.target.port, "path": self.target.path, "release": release,
+                                     "from_release": from_release, "outcome": outcome,
                                      "error": error, "log": str(self.path)})
         self.close()
 
     def killed(self, holder: Mapping[str, Any]) -> None:
         """The index line of a deploy that died holding the lock this deploy took over."""
-        found = sorted(log_dir(self.settings).glob(f"*-{self.target.host}-*-{holder.get('pid')}.log"))
+        found = sorted(log_dir(self.settings).glob(log_name("*", self.target, "*", holder.get("pid"), "*")))
         append_index(self.settings, {"at": stamp(), "action": holder.get("action") or "deploy",
                                      "target": self.target.name or self.target.host, "host": self.target.host,
+                                     "port": self.target.port, "path": self.target.path,
                                      "release": holder.get("release"), "from_release": None, "outcome": "killed",
                                      "error": f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} died holding "
                                               f"the deploy lock (since {holder.get('since', '?')})",
@@ -81,12 +89,28 @@ class DeployLog:
             self._fh = None
 
 
+def log_name(when: str, target: Target, action: str, pid: Any, n: Any) -> str:
+    """The file name of one deploy's log (``*`` in any part: a glob). Host, port and the process's own number keep
+    two deploys of one process apart, also to one host name on two ports."""
+    return f"{when}Z-{target.host}-{target.port}-{action}-{pid}-{n}.log".replace(":", "_")
+
+
 def append_index(settings, entry: Mapping[str, Any]) -> None:
+    """One line at the end of the index, whole: one write under a lock of this process (threads) and an flock of the
+    file (other processes)."""
     path = log_dir(settings) / INDEX
+    line = (json.dumps(dict(entry), sort_keys=True) + "\n").encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(dict(entry), sort_keys=True) + "\n")
+        with _APPENDING:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)  # closing releases the flock
     except OSError:
         pass
 

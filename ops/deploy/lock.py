@@ -79,10 +79,10 @@ def _gone(holder: Mapping[str, Any], alive: Alive | None) -> bool:
 
 
 def acquire(remote: Remote, holder: Holder, stale_after: float, options: SshOptions,
-            notify: Notify) -> tuple[Facts, dict[str, Any] | None]:
+            notify: Notify, flags: str | None = None) -> tuple[Facts, dict[str, Any] | None]:
     """Check the target and take the deploy lock, reading its facts in the same round trip (under the lock). A target
     that cannot take a deploy is refused before anything is created; a live holder is refused with its name; a
-    stale one is taken over (and returned)."""
+    stale one is taken over (and returned). ``flags``: what names the target in a hint (``report.hint_flags``)."""
     facts = gather(remote, holder=holder)
     check_target(facts, remote.target, options)
     answer = facts.raw["lock_result"]
@@ -92,8 +92,8 @@ def acquire(remote: Remote, holder: Holder, stale_after: float, options: SshOpti
     state, reason = lock_state(current, stale_after)
     if state is not LockState.STALE:
         raise LockHeld(f"{remote.target.host} is being deployed by {describe_holder(current)}; nothing was changed",
-                       current, hint=f"wait for it (--wait SECONDS); if it is gone: inv deploy.unlock --host "
-                                     f"{remote.target.host}")
+                       current, hint=f"wait for it (--wait SECONDS); if it is gone: inv deploy.unlock "
+                                     f"{flags or '--host ' + remote.target.host}")
     facts = gather(remote, holder=holder, takeover=current.get("id"))
     if not facts.raw["lock_result"]["acquired"]:
         raise LockHeld(f"{remote.target.host} is being deployed by "

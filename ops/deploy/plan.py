@@ -185,10 +185,13 @@ def plan_details(settings, remote: Remote, plan: Plan, source: Source, facts: Fa
 def plan(settings, target: Target, source: Source, options: SshOptions, force: bool = False) -> Plan:
     """Everything a deploy would do to ``target``, changing nothing."""
     remote = Remote(target, options)
-    facts = gather(remote, manifest=True)
-    check_target(facts, target, options)
-    the_plan = make_plan(target, source, facts, settings.get("deploy.stale_lock_after"), force=force)
-    return dataclasses.replace(the_plan, details=plan_details(settings, remote, the_plan, source, facts))
+    try:
+        facts = gather(remote, manifest=True)
+        check_target(facts, target, options)
+        the_plan = make_plan(target, source, facts, settings.get("deploy.stale_lock_after"), force=force)
+        return dataclasses.replace(the_plan, details=plan_details(settings, remote, the_plan, source, facts))
+    finally:
+        remote.close()  # the shared connection ends with the command
 
 
 def choose_rollback(facts: Facts, to: str | None) -> dict[str, Any]:

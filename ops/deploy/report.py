@@ -118,7 +118,8 @@ def health(remote: Remote, target: Target, strict: bool = True, extra_env: dict[
 
 def hint_flags(target: Target, root=None) -> str:
     """The flags that name ``target`` again in a hint: ``--target NAME`` or ``--host H``, plus each of user, port,
-    path and environment that differs from what that name alone gives (so a copied hint reaches the same place)."""
+    path and environment that differs from what that name alone gives (so a copied hint reaches the same place); a
+    user or port ssh decides (~/.ssh/config) is left to it again."""
     config = read_targets(root) if root else read_targets()
     base: dict[str, Any] = {"user": None, "port": 22, "path": None, "environment": "prod", **config["defaults"]}
     if target.name and target.name in config["targets"]:
@@ -126,11 +127,14 @@ def hint_flags(target: Target, root=None) -> str:
         out = [f"--target {target.name}"]
         if len(_hosts_of(config["targets"][target.name])) > 1:
             out = [f"--host {target.host}"] + [f"--{k} {shlex.quote(str(getattr(target, k)))}"
-                                               for k in ("user", "port", "path", "environment")]
+                                               for k in ("user", "port", "path", "environment")
+                                               if k not in target.implicit]
             return " ".join(out)
     else:
         out = [f"--host {target.host}"]
     for key in ("user", "port", "path", "environment"):
+        if key in target.implicit:
+            continue
         value = getattr(target, key)
         if base.get(key) is None or str(base[key]) != str(value):
             out.append(f"--{key} {shlex.quote(str(value))}")

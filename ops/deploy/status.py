@@ -55,6 +55,13 @@ def exec_in_current(settings, target: Target, options: SshOptions, argv: list[st
 def unlock(settings, target: Target, options: SshOptions, force: bool = False) -> dict[str, Any]:
     """Remove the deploy lock. A holder that is provably alive (this host, its pid running) needs ``force``."""
     remote = Remote(target, options)
+    try:
+        return _unlock(settings, remote, target, force)
+    finally:
+        remote.close()
+
+
+def _unlock(settings, remote: Remote, target: Target, force: bool) -> dict[str, Any]:
     facts = gather(remote, tag=False)
     holder = facts.raw.get("lock")
     if not holder:

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import re
 import shlex
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,10 +48,18 @@ class Target:
     cron: bool = True
     name: str = ""  # the target's name in config/deploy.toml; "" for --host
     roles: tuple[str, ...] = ()  # the roles of config/deploy.toml that list this host
+    # "user" and/or "port" when ssh decides them (~/.ssh/config, else its own default): left off ssh's command line,
+    # so ssh applies its config itself; ``user`` and ``port`` then hold what it will use (``ssh -G``), for messages
+    implicit: tuple[str, ...] = ()
+
+    @property
+    def login(self) -> str | None:
+        """The user named on ssh's command line: None when ssh decides it."""
+        return None if "user" in self.implicit else self.user
 
     @property
     def destination(self) -> str:
-        return f"{self.user}@{self.host}"
+        return f"{self.user}@{self.host}" if self.login else self.host
 
     @property
     def rsync_host(self) -> str:
@@ -310,30 +319,87 @@ def _group_settings(name: str, body: dict[str, Any]) -> dict[str, Any]:
             "before": _hooks(label, "before", body.get("before")), "after": _hooks(label, "after", body.get("after"))}
 
 
+def ssh_settings(host: str, config_file: str | None = None) -> dict[str, str]:
+    """What ssh's own configuration (``ssh -G``: ~/.ssh/config, or ``config_file``) says for ``host``: user, port,
+    hostname, identityfile, proxyjump, … (keys in lower case; nothing when ssh cannot tell). Connects nowhere."""
+    argv = ["ssh", *(["-F", config_file] if config_file else []), "-G", "--", host]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, str] = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        key, _, value = line.partition(" ")
+        found.setdefault(key.lower(), value)
+    return found
+
+
+def _login(host: str, value: dict[str, Any], fallback: dict[str, Any], ssh_config: str | None
+           ) -> tuple[str, int, tuple[str, ...]]:
+    """The user and port of a host, and which of them ssh decides: the command line or the target's own entry, else
+    what ~/.ssh/config says (``ssh -G``), else [defaults] of config/deploy.toml, else ssh's own defaults (this user's
+    name, port 22)."""
+    if value["user"] is not None and value["port"] is not None:
+        return value["user"], value["port"], ()
+    said = ssh_settings(host, ssh_config)
+    me, implicit = user_name(), []
+    user, port = value["user"], value["port"]
+    if user is None:
+        ssh_user = said.get("user") or me
+        if ssh_user != me or fallback.get("user") is None:  # ~/.ssh/config names a user, or nothing else does
+            user = ssh_user
+            implicit.append("user")
+        else:
+            user = fallback["user"]
+    if port is None:
+        ssh_port = said.get("port") or "22"
+        if ssh_port != "22" or fallback.get("port") is None:
+            port = ssh_port
+            implicit.append("port")
+        else:
+            port = fallback["port"]
+    return user, port, tuple(implicit)
+
+
 def _make_target(name: str, host: Any, body: dict[str, Any], roles: tuple[str, ...], flags: dict[str, Any],
-                 root: Path) -> Target:
-    """One validated host; ``flags`` (the command line's user, port, path, environment, cron) win over the file."""
+                 root: Path, fallback: dict[str, Any], ssh_config: str | None = None) -> Target:
+    """One validated host; ``flags`` (the command line's user, port, path, environment, cron) win over the file;
+    ``fallback`` ([defaults] of the file) comes after ~/.ssh/config for the user and the port."""
     value = {k: flags[k] if flags.get(k) is not None else body.get(k) for k in ("user", "port", "path", "environment",
                                                                              "cron")}
     if value["path"] is None:
         raise BadInput(f"no deploy path for {host}", hint=f"--path /srv/chops, or path in [defaults] of {TARGETS_FILE}")
-    return Target(host=validate_host(host), user=validate_user(value["user"]),
-                  port=validate_port(value["port"] if value["port"] is not None else 22),
+    host = validate_host(host)
+    user, port, implicit = _login(host, value, fallback, ssh_config)
+    return Target(host=host, user=validate_user(user), port=validate_port(port),
                   path=validate_path(value["path"]), environment=validate_environment(value["environment"], root),
-                  cron=bool(value["cron"] if value["cron"] is not None else True), name=name, roles=roles)
+                  cron=bool(value["cron"] if value["cron"] is not None else True), name=name, roles=roles,
+                  implicit=implicit)
+
+
+def refuse_root(targets: Iterable[Target], allow_root: bool) -> None:
+    """Deploying as root (the user ssh will log in as, whoever chose it) is bad input unless ``allow_root``."""
+    for target in targets:
+        if target.user == "root" and not allow_root:
+            said = " (from ~/.ssh/config or ssh's default)" if "user" in target.implicit else ""
+            raise BadInput(f"deploying to {target.host} as root{said} is refused: releases, cron entries and processes "
+                           "would all run as root", hint="--user the account that owns the deploy path, or set "
+                                                         "deploy.allow_root = true")
 
 
 def resolve_fleet(hosts: Iterable[str] | str | None = None, target_names: Iterable[str] | str | None = None,
                   user: str | None = None, port: Any = None, path: str | None = None,
                   environment: str | None = None, cron: bool | None = None, limit: Iterable[str] | str | None = None,
-                  root: Path = ROOT) -> Fleet:
+                  root: Path = ROOT, ssh_config: str | None = None) -> Fleet:
     """The hosts to act on, by target, in order, validated: named targets of config/deploy.toml (their hosts and roles,
     how they roll out, their hooks) and/or ``hosts`` with the file's [defaults]; ``user``/``port``/``path``/
-    ``environment`` given here win over the file; ``limit`` keeps only the hosts (or roles) it names. Pure apart from
-    reading config/deploy.toml; raises BadInput before anything is contacted."""
+    ``environment`` given here win over the file; ``limit`` keeps only the hosts (or roles) it names. A user or port
+    neither given nor in the target's entry is what ~/.ssh/config (``ssh_config``: another file) says, else the
+    file's [defaults]. Reads config/deploy.toml and asks ``ssh -G``; raises BadInput before anything is contacted."""
     config = read_targets(root)
-    defaults = {"user": user_name(), "port": 22, "path": None, "environment": "prod", "cron": True,
-                **config["defaults"]}
+    fallback = {k: config["defaults"].get(k) for k in ("user", "port")}
+    defaults = {"path": None, "environment": "prod", "cron": True,
+                **{k: v for k, v in config["defaults"].items() if k not in fallback}}
     hosts, names = _split(hosts), _split(target_names)
     if not hosts and not names:
         raise BadInput("name a host or a target", hint="--host NAME (or make deploy HOST=NAME), or --target NAME "
@@ -357,8 +423,8 @@ def resolve_fleet(hosts: Iterable[str] | str | None = None, target_names: Iterab
     for name, body, entries, rollout in wanted:
         mine = []
         for host, overrides, roles in entries:
-            target = _make_target(name, host, {**body, **overrides}, roles, flags, root)
-            key = dataclasses.replace(target, roles=(), name="")
+            target = _make_target(name, host, {**body, **overrides}, roles, flags, root, fallback, ssh_config)
+            key = dataclasses.replace(target, roles=(), name="", implicit=())
             if key in seen:  # listed again (another role, another target): one host, its roles merged
                 i = seen[key]
                 more = tuple(r for r in roles if r not in out[i].roles)
@@ -393,10 +459,11 @@ def limit_fleet(fleet: Fleet, limit: Iterable[str] | str | None) -> Fleet:
 
 def resolve_targets(hosts: Iterable[str] | str | None = None, target_names: Iterable[str] | str | None = None,
                     user: str | None = None, port: Any = None, path: str | None = None,
-                    environment: str | None = None, cron: bool | None = None, root: Path = ROOT) -> list[Target]:
+                    environment: str | None = None, cron: bool | None = None, root: Path = ROOT,
+                    ssh_config: str | None = None) -> list[Target]:
     """The hosts to deploy to, in order (:func:`resolve_fleet` without the rollout)."""
     return resolve_fleet(hosts, target_names, user=user, port=port, path=path, environment=environment, cron=cron,
-                         root=root).targets
+                         root=root, ssh_config=ssh_config).targets
 
 
 def project_id(path: str) -> str:

@@ -39,6 +39,7 @@ class SshOptions:
     bwlimit: int = 0
     python: str = "python3"
     allow_root: bool = False
+    ssh_config: str = ""  # ssh's client configuration (-F); empty: ~/.ssh/config
 
     @classmethod
     def from_settings(cls, settings, accept_new_host_key: bool = False) -> "SshOptions":
@@ -52,7 +53,17 @@ class SshOptions:
                    identity_file=_expand(settings.get("deploy.identity_file"), settings.root),
                    accept_new_host_key=accept_new_host_key or settings.get("deploy.accept_new_host_key"),
                    control_dir=control_dir(), control_persist=settings.get("deploy.control_persist"),
-                   bwlimit=settings.get("deploy.bwlimit"), python=python, allow_root=settings.get("deploy.allow_root"))
+                   bwlimit=settings.get("deploy.bwlimit"), python=python, allow_root=settings.get("deploy.allow_root"),
+                   ssh_config=ssh_config_file(settings))
+
+
+def ssh_config_file(settings) -> str:
+    """The ssh client configuration deploys use (deploy.ssh_config; empty: ssh's own, ~/.ssh/config)."""
+    path = _expand(settings.get("deploy.ssh_config"), settings.root)
+    if path and not os.path.exists(path):
+        raise ConfigError(f"{settings.sources.get('deploy.ssh_config', 'config')}: deploy.ssh_config {path} does not "
+                          "exist", hint="name an ssh client config file, or leave it empty for ~/.ssh/config")
+    return path
 
 
 def _expand(value: str, root: Path) -> str:
@@ -79,7 +90,7 @@ def control_dir() -> str:
 
 def ssh_base(target: Target, options: SshOptions) -> list[str]:
     """The ssh command line up to the destination: batch mode, connection sharing, host keys checked."""
-    argv = ["ssh", "-o", "BatchMode=yes",
+    argv = ["ssh", *(["-F", options.ssh_config] if options.ssh_config else []), "-o", "BatchMode=yes",
             "-o", "ControlMaster=auto", "-o", f"ControlPath={options.control_dir}/%C",
             "-o", f"ControlPersist={options.control_persist}",
             "-o", f"ConnectTimeout={options.connect_timeout:g}",
@@ -89,8 +100,8 @@ def ssh_base(target: Target, options: SshOptions) -> list[str]:
         argv += ["-o", f"UserKnownHostsFile={options.known_hosts}"]
     if options.identity_file:
         argv += ["-i", options.identity_file, "-o", "IdentitiesOnly=yes"]
-    # port 22 is ssh's own default: left out, so a Port of ~/.ssh/config (``ssh -G HOST``) applies
-    return argv + (["-p", str(target.port)] if target.port != 22 else [])
+    # a port ssh decides (~/.ssh/config, or its default) is left out: ssh applies its config itself
+    return argv + ([] if "port" in target.implicit else ["-p", str(target.port)])
 
 
 def quote_command(argv: Iterable[Any]) -> str:
@@ -115,7 +126,8 @@ def rsync_argv(target: Target, options: SshOptions, release_dir: str, link_dest:
         argv.append(f"--bwlimit={options.bwlimit}")
     if dry_run:
         argv.append("--dry-run")
-    return argv + ["./", f"{target.user}@{target.rsync_host}:{release_dir}/"]
+    login = f"{target.login}@" if target.login else ""
+    return argv + ["./", f"{login}{target.rsync_host}:{release_dir}/"]
 
 
 def helper_program(command: str, args: Mapping[str, Any], watch: bool = True) -> str:
@@ -128,13 +140,17 @@ def helper_program(command: str, args: Mapping[str, Any], watch: bool = True) ->
 
 
 def _feed(fd: int, data: bytes) -> None:
-    """Write ``data`` to ``fd`` and leave it open (the far end watches for its end)."""
+    """Write ``data`` to ``fd``, a descriptor of its own (a dup of the pipe's write end that stays open: the far end
+    watches for its end), and close it: never another pipe's descriptor, even when the call it fed was interrupted
+    and its pipe closed (the write then fails, and this ends)."""
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
     except OSError:  # the far end is gone: its exit status says why
         pass
+    finally:
+        os.close(fd)
 
 
 class Remote:
@@ -158,7 +174,8 @@ class Remote:
         timeout = timeout or self.options.command_timeout
         data = input.encode() if isinstance(input, str) else (input or b"")
         read, write = os.pipe()
-        feeder = threading.Thread(target=_feed, args=(write, data), daemon=True)
+        feed = os.dup(write)  # the feeder's own: closed by it, so its number is never another pipe's meanwhile
+        feeder = threading.Thread(target=_feed, args=(feed, data), daemon=True)
         try:
             feeder.start()
             done = subprocess.run(self.argv(command), stdin=read, capture_output=True, timeout=timeout, text=True,
@@ -168,8 +185,10 @@ class Remote:
         except subprocess.TimeoutExpired:
             raise WorkFailed(f"{what} on {self.target.host} did not finish within {timeout:g}s") from None
         finally:
-            os.close(read)
+            os.close(read)  # a feeder still writing (ssh ended without reading it all) fails, closes its own and ends
             os.close(write)
+            if feeder.ident is None:  # never started: its descriptor is still ours to close
+                os.close(feed)
         if done.returncode == 255:
             raise ssh_failure(self.target, self.options, as_text(done.stderr), preflight=not self.connected)
         self.connected = True
@@ -265,27 +284,11 @@ def last_line(text: str | bytes | None) -> str:
     return lines[-1][:400] if lines else ""
 
 
-def ssh_config(target: Target, options: SshOptions) -> dict[str, str]:
-    """What ssh would use for ``target`` after ~/.ssh/config (``ssh -G``: port, user, identityfile, proxyjump, …),
-    or nothing when it cannot tell. Connects nowhere."""
-    try:
-        out = subprocess.run(["ssh", "-G", *ssh_base(target, options)[1:], target.destination], capture_output=True,
-                             text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    found: dict[str, str] = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        found.setdefault(key, value)
-    return found
-
-
 def ssh_failure(target: Target, options: SshOptions, stderr: str, preflight: bool = True) -> ChopsError:
     """ssh's exit 255 as one line naming the fix. Before the first command got through it is bad input (exit 2:
     nothing was changed); later it is a failure of the work."""
     kind = BadInput if preflight else WorkFailed
-    port = ssh_config(target, options).get("port") or target.port  # ~/.ssh/config may say another port
-    where = f"{target.host} port {port}"
+    where = f"{target.host} port {target.port}"  # the port ssh uses (~/.ssh/config included: resolve_fleet)
     known = options.known_hosts or "~/.ssh/known_hosts"
     text = " ".join(stderr.split())
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:

@@ -398,6 +398,9 @@ def test_a_deploy_killed_during_sync_leaves_current_and_a_stale_lock(target):
         second = target.deploy()
         assert second.returncode == 1, second.stderr[-3000:]
         assert "is being deployed by" in second.stderr and f"pid {first.pid}" in second.stderr
+        # the hint reaches this target again: every flag that is not the default
+        assert (f"inv deploy.unlock --host 127.0.0.1 --user {USER} --port {target.port} --path {target.path}"
+                in second.stderr), second.stderr
         assert first.poll() is None, "the first deploy should still be syncing"
     finally:
         os.killpg(first.pid, signal.SIGKILL)
@@ -812,6 +815,65 @@ def test_a_deploy_killed_during_the_cron_pause_is_healed_by_a_no_op(target):
              .splitlines()]
     assert index[-1]["outcome"] == "reverified" and any(i["outcome"] == "killed" for i in index[-3:])
     assert Path(index[-1]["log"]).exists()
+
+
+def test_ssh_config_gives_the_user_port_key_and_jump_host(target):
+    """A host alias of ssh's config (deploy.ssh_config here; ~/.ssh/config by default) with User, Port, IdentityFile
+    and ProxyJump: no --user or --port, no deploy.identity_file, and [defaults] user = "chops" of deploy.toml loses
+    to it. What deploy.plan shows is the user ssh logs in as."""
+    target.ensure_good()
+    config = target.base / "ssh_config"
+    config.write_text(
+        f"Host chops-e2e-alias chops-e2e-jumped\n  HostName 127.0.0.1\n  Port {target.port}\n  User {USER}\n"
+        f"  IdentityFile {target.key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {target.known_hosts}\n"
+        f"Host chops-e2e-jumped\n  ProxyJump chops-e2e-alias\n")
+    extra = {"CHOPS_DEPLOY__SSH_CONFIG": str(config), "CHOPS_DEPLOY__IDENTITY_FILE": ""}
+    target.close_shared_connection()  # the jump is taken, not a shared connection of an earlier test
+    for alias in ("chops-e2e-jumped", "chops-e2e-alias"):
+        done = target.inv("deploy.plan", "--host", alias, "--path", str(target.path), "--source", str(target.src),
+                          "--json", **extra)
+        assert done.returncode == 0, (alias, done.stderr[-3000:])
+        [plan] = json.loads(done.stdout)
+        assert (plan["target"]["user"], plan["target"]["port"]) == (USER, target.port), plan["target"]
+        assert plan["action"] == "no-op" and plan["current"] == target.current().split("/")[-1]
+    # without that config the alias means nothing
+    plain = target.inv("deploy.plan", "--host", "chops-e2e-alias", "--path", str(target.path), "--source",
+                       str(target.src), **{**extra, "CHOPS_DEPLOY__SSH_CONFIG": "/dev/null"})
+    assert plain.returncode == 2 and "cannot resolve the host name chops-e2e-alias" in plain.stderr, plain.stderr
+
+
+def test_an_interrupt_in_the_first_round_trip_gives_the_lock_back(target):
+    """SIGINT while the first ssh round trip (which takes the lock) has not answered yet, and a second SIGINT while
+    the interrupted deploy gives the lock back: the lock is free afterwards either way. The target's Python is a
+    wrapper that waits 1 s before and 2 s after each helper, so the signals land inside those round trips."""
+    target.ensure_good()
+    slow = target.home / "slow-python"
+    slow.write_text('#!/bin/sh\nsleep 1\npython3 "$@"\ncode=$?\nsleep 2\nexit $code\n')
+    slow.chmod(0o755)
+    target.commit("never deployed", {"NOTES.txt": "first round trip\n"})
+    lock = target.path / "deploy.lock"
+    try:
+        for signals in (1, 2):
+            proc = subprocess.Popen([str(VENV_BIN / "inv"), "deploy", *target.args(), "--source", str(target.src)],
+                                    cwd=ROOT, env=target.env(CHOPS_DEPLOY__PYTHON=str(slow)), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            deadline = time.monotonic() + 30
+            while not lock.exists() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            assert lock.exists(), proc.communicate()[1][-3000:]
+            os.kill(proc.pid, signal.SIGINT)  # the helper took the lock; ssh has not returned (sleep 2)
+            if signals == 2:
+                time.sleep(0.6)  # the unlock's round trip started; its helper has not run yet (sleep 1)
+                assert lock.exists()
+                os.kill(proc.pid, signal.SIGINT)
+            said = proc.communicate(timeout=60)[1]
+            assert proc.returncode == 130, said[-3000:]
+            assert not lock.exists(), (signals, said[-3000:])
+            assert target.audit()[-1]["result"] == "interrupted", target.audit()[-1]
+            assert target.revision() == target.good[:12]
+    finally:
+        slow.unlink()
 
 
 def test_repeated_no_ops_collapse_into_one_audit_line(target):

@@ -295,6 +295,38 @@ def test_an_unhealthy_host_stops_the_rollout_and_the_switched_hosts_roll_back(fl
     assert fleet.hooks()[-1] == "after failed"
 
 
+def test_no_rollback_leaves_the_switched_hosts_on_the_new_release(fleet):
+    """--no-rollback overrides rollback_on_failure = true (the default) for one deploy; each host's log and index line
+    are its own although the Deployers ran at once in one process."""
+    fleet.ensure_good()
+    good = {h: fleet.current(h) for h in HOSTS}
+    env = fleet.path("127.0.0.4") / "shared" / ".env"
+    kept = env.read_text()
+    env.write_text(kept + "CHOPS_PROC__MIN_FREE_DISK_PERCENT=100\n")  # every release on .4 fails its health check
+    index = fleet.base / "var" / "log" / "deploy" / "deploys.jsonl"
+    seen = len(index.read_text().splitlines()) if index.exists() else 0
+    try:
+        change = fleet.commit("a change left in place", {"README.md": "left\n"})
+        done = fleet.inv("deploy", "--target", "fleet", "--no-rollback", "--json")
+    finally:
+        env.write_text(kept)
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "this rollout switched" not in done.stderr  # .4 alone switched back, by its own Deployer
+    report = json.loads(done.stdout)
+    hosts = {h["host"]: h for h in (report.get("details") or report)["hosts"]}
+    assert {h: r["result"] for h, r in hosts.items()} == {
+        "127.0.0.2": "left on the new release", "127.0.0.3": "left on the new release", "127.0.0.4": "failed"}
+    assert "--no-rollback" in hosts["127.0.0.2"]["note"]
+    for host in HOSTS[:2]:
+        assert fleet.revision(host) == change[:12] and fleet.current(host) != good[host]
+    assert fleet.current("127.0.0.4") == good["127.0.0.4"]  # its own Deployer switched it back
+    lines = [json.loads(line) for line in index.read_text().splitlines()[seen:]]
+    assert sorted(line["host"] for line in lines) == list(HOSTS)
+    assert len({line["log"] for line in lines}) == 3 and all(Path(line["log"]).exists() for line in lines)
+    for line in lines:
+        assert f"{line['host']}" in Path(line["log"]).read_text()
+
+
 def test_limit_deploys_only_the_hosts_it_names(fleet):
     fleet.ensure_good()
     change = fleet.commit("a change for one host", {"README.md": "one host\n"})

@@ -20,7 +20,7 @@ import pytest
 from ops import ROOT
 from ops.pipelines import cron
 from ops.core.errors import BadInput, ConfigError, WorkFailed
-from ops.core.process import create_time
+from ops.core.process import create_time, user_name
 from ops.deploy import helper as remote
 from ops.deploy.facts import Facts, check_target
 from ops.deploy.lock import describe_holder, lock_state
@@ -32,6 +32,7 @@ from ops.deploy.targets import (Target, project_id, read_targets, resolve_target
                                 validate_port, validate_user)
 from ops.deploy.transport import (Remote, SshOptions, helper_program, in_dir, json_answer, rsync_argv, ssh_base,
                                   ssh_failure)
+from tests.conftest import inv
 
 T = Target(host="etl1.example.internal", user="chops", port=2222, path="/srv/chops", environment="prod")
 OPTIONS = SshOptions(connect_timeout=7, known_hosts="/k/known_hosts", identity_file="/k/id", control_dir="/c",
@@ -693,13 +694,92 @@ def test_root_is_refused_unless_allowed():
     assert Remote(root, dataclasses.replace(OPTIONS, allow_root=True)).target.user == "root"
 
 
-def test_port_22_is_left_to_ssh_and_its_config():
-    from ops.deploy.transport import ssh_config
+def test_ssh_config_user_and_port_apply_unless_given(targets_project, tmp_path):
+    """Precedence: the command line > the target's own entry > ssh's config (ssh -G) > [defaults] of deploy.toml.
+    What ssh decides is left off its command line (ssh applies its config itself: IdentityFile, ProxyJump too)."""
+    from ops.deploy.report import hint_flags
+    from ops.deploy.targets import refuse_root, ssh_settings
 
-    assert "-p" not in ssh_base(dataclasses.replace(T, port=22), OPTIONS)
-    assert ssh_base(T, OPTIONS)[-2:] == ["-p", "2222"]
-    found = ssh_config(T, OPTIONS)  # ssh -G: what ssh would use, connecting nowhere
-    assert found["port"] == "2222" and found["user"] == "chops" and found["hostname"] == T.host
+    config = tmp_path / "ssh_config"
+    config.write_text("Host web1\n  User deploy\n  Port 2201\n  IdentityFile /k/web1\n  ProxyJump jump.example\n"
+                      "Host s.example\n  User sam\n  Port 2299\nHost r1\n  User root\n")
+    options = dataclasses.replace(OPTIONS, ssh_config=str(config), identity_file="")
+    [web] = resolve_targets(hosts="web1", root=targets_project, ssh_config=str(config))
+    assert (web.user, web.port, web.implicit, web.destination) == ("deploy", 2201, ("user", "port"), "web1")
+    argv = ssh_base(web, options)
+    assert argv[1:3] == ["-F", str(config)] and "-p" not in argv
+    assert rsync_argv(web, options, "/srv/chops/releases/R", None)[-1] == "web1:/srv/chops/releases/R/"
+    assert hint_flags(web, targets_project) == "--host web1"  # copied, it reaches the same user and port again
+    said = ssh_settings("web1", str(config))
+    assert said["proxyjump"] == "jump.example" and said["identityfile"] == "/k/web1"
+    [given] = resolve_targets(hosts="web1", user="ops", port="22", root=targets_project, ssh_config=str(config))
+    assert (given.destination, given.implicit) == ("ops@web1", ())
+    assert ssh_base(given, options)[-2:] == ["-p", "22"]  # given: it wins over ssh's config
+    [staging] = resolve_targets(target_names="staging", root=targets_project, ssh_config=str(config))
+    assert (staging.user, staging.port, staging.implicit) == ("sam", 2222, ("user",))  # its own port wins
+    [plain] = resolve_targets(hosts="x.example", root=targets_project, ssh_config=str(config))
+    assert (plain.user, plain.port, plain.destination) == ("chops", 22, "chops@x.example")  # [defaults]
+    [root] = resolve_targets(hosts="r1", root=targets_project, ssh_config=str(config))
+    if user_name() != "root":  # ssh's config naming this machine's own user cannot be told from naming none
+        assert root.user == "root" and root.implicit == ("user", "port")
+    root = dataclasses.replace(root, user="root", implicit=("user", "port"))
+    with pytest.raises(BadInput, match=r"as root \(from ~/.ssh/config"):
+        refuse_root([root], allow_root=False)
+    refuse_root([root], allow_root=True)
+
+
+def test_root_from_the_command_line_is_refused_before_the_work_tree_is_read(tmp_path):
+    """--user root is bad input before anything else is looked at (here: --source names no directory)."""
+    done = inv("deploy", "--host", "h.example", "--user", "root", "--path", "/srv/x", "--source", "/nonexistent",
+               env={"CHOPS_ENV_FILE": str(tmp_path / "no.env")})
+    assert done.returncode == 2 and "as root is refused" in done.stderr and "--source" not in done.stderr
+
+
+def test_deploy_has_a_no_rollback_flag():
+    done = inv("--help", "deploy")
+    assert done.returncode == 0
+    assert "--no-rollback" in done.stdout and "-n, --dry-run" in done.stdout
+
+
+def test_a_call_that_never_read_its_input_never_feeds_the_next_one():
+    """A command that exits without reading its stdin (ssh cut by an interrupt) leaves a feeder writing; the next
+    call's pipe may get the same descriptor numbers, and must receive its own bytes only. Local commands stand in
+    for ssh here: the pipes and threads are the real ones."""
+    remote = Remote(T, OPTIONS)
+    remote.argv = lambda command: ["sh", "-c", command]
+    for _ in range(20):
+        remote.run("exit 0", input=b"x" * 1_000_000)
+        done = remote.run("head -c 65536 | tr -d y | wc -c", input=b"y" * 65536, timeout=20)
+        assert done.stdout.strip() == "0", "bytes of an earlier call reached this one"
+
+
+def test_logs_of_deploys_at_once_in_one_process_are_distinct(tmp_path):
+    """A fleet runs a Deployer per host in threads: one host name on two ports, the same second, the same pid."""
+    import threading
+
+    from ops.core.settings import load_settings
+    from ops.deploy.history import DeployLog, read_index
+
+    s = load_settings(environ={"CHOPS_PATHS__VAR": str(tmp_path / "var"), "CHOPS_ENV_FILE": str(tmp_path / "no.env")})
+    hosts = [dataclasses.replace(T, host="127.0.0.1", port=2200 + i % 4) for i in range(16)]
+    logs: list = [None] * len(hosts)
+
+    def one(i: int) -> None:
+        log = logs[i] = DeployLog(s, "deploy", hosts[i])
+        log.write(f"line of {i} " + "x" * 20000)
+        log.record("ok", f"R{i}", None, error="e" * 10000)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(hosts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({log.path for log in logs}) == len(hosts)
+    for i, log in enumerate(logs):
+        assert f"line of {i} " in log.path.read_text() and f"-{hosts[i].port}-deploy-" in log.path.name
+    index = read_index(s)
+    assert sorted(e["release"] for e in index) == sorted(f"R{i}" for i in range(len(hosts)))
+    assert len({e["log"] for e in index}) == len(hosts) and {e["port"] for e in index} == {2200, 2201, 2202, 2203}
 
 
 def test_options_come_from_settings(tmp_path):
@@ -777,7 +857,8 @@ def test_hints_carry_every_flag_that_is_not_the_default(targets_project):
     [one] = resolve_targets(hosts="h.example", port="2222", path="/home/d/app", root=targets_project)
     assert hint_flags(one, targets_project) == "--host h.example --port 2222 --path /home/d/app"
     a, _ = resolve_targets(target_names="prod", root=targets_project)  # one host of several: named by itself
-    assert hint_flags(a, targets_project).startswith("--host a.example --user chops --port 22 --path /srv/chops")
+    # no port in deploy.toml: ssh decides it (~/.ssh/config, else 22), so the hint leaves it to ssh again
+    assert hint_flags(a, targets_project).startswith("--host a.example --user chops --path /srv/chops")
 
 
 def test_migration_failures_say_the_database_state_and_the_repair():
