@@ -34,7 +34,7 @@ $(STAMP): requirements.txt
 	@touch $@
 	@echo "setup: done; next: make demo, or $(INV) --list"
 
-.PHONY: demo  ## from a fresh clone: venv, database, migrations, sample data, every pipeline, a summary
+.PHONY: demo  ## from a fresh clone: venv, database, migrations, sample data, every pipeline, a summary and the report page
 demo: setup
 	$(INV) db.setup
 	$(INV) db.migrate
@@ -43,6 +43,7 @@ demo: setup
 	$(INV) pipeline.list
 	$(INV) db.info
 	$(INV) backfill.counts --days 7
+	$(INV) report --days 7
 	$(INV) proc.check
 
 .PHONY: migrate  ## apply pending migrations (inv db.migrate)

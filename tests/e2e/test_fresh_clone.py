@@ -38,6 +38,8 @@ def test_make_demo_from_a_fresh_copy(fresh):
     assert (fresh / ".venv" / "bin" / "inv").exists()
     assert (fresh / "var" / "clickhouse").is_dir()
     assert "embedded chDB" in result.stdout and "chdb://" in result.stdout
+    page = fresh / "var" / "reports" / "ops.html"
+    assert page.is_file() and "events_ingest" in page.read_text()  # the demo's pipelines are on the page
     again = make(fresh, "demo")  # idempotent, and the venv is not rebuilt
     assert again.returncode == 0, again.stderr[-3000:]
     assert "pip install" not in again.stdout
