@@ -341,6 +341,8 @@ def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_
             raise BadInput(f"{what} must be a whole number of at least 1, got {value!r}")
     if isinstance(days_long, bool) or not isinstance(days_long, int) or days_long <= days_short:
         raise BadInput(f"days_long must be a whole number above days_short ({days_short}), got {days_long!r}")
+    from ops.dev.benchmarks import scratch_dir
+
     where, storage = scratch_dir()
     result = _measure(rounds, days_long, days_short, rows_per_day, parallel, where)
     result["storage"] = storage
@@ -351,17 +353,6 @@ def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_
                           "chops_s": small["chops"]["long"]["best"], "direct_s": small["direct"]["long"]["best"],
                           "ratio": small["ratio"]["best"], "partitions": small["partitions"]["long"]}
     return result
-
-
-def scratch_dir() -> tuple[str | None, str]:
-    """Where the inbox and databases go: /dev/shm when it is a tmpfs, else the default temporary folder."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        mounts = []
-    if any(len(m) > 2 and m[1] == "/dev/shm" and m[2] == "tmpfs" for m in mounts):
-        return "/dev/shm", "tmpfs (/dev/shm)"
-    return None, f"{tempfile.gettempdir()} (no tmpfs found: a disk's timings drift)"
 
 
 def _measure(rounds: int, days_long: int, days_short: int, rows_per_day: int, parallel: int, where: str | None,

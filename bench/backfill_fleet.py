@@ -98,17 +98,6 @@ client.close()
 """.replace("ROWS", str(ROWS_PER_DAY))
 
 
-def scratch_dir() -> tuple[str | None, str]:
-    """Where the databases go: /dev/shm when it is a tmpfs, else the default temporary folder (with a note)."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        mounts = []
-    if any(len(m) > 2 and m[1] == "/dev/shm" and m[2] == "tmpfs" for m in mounts):
-        return "/dev/shm", "tmpfs (/dev/shm)"
-    return None, f"{tempfile.gettempdir()} (no tmpfs found: a disk's timings drift)"
-
-
 def _environ(var: Path, pipelines: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CHOPS_") and k not in ("CLICKHOUSE_URL", "COV_CORE_SOURCE")}
@@ -173,6 +162,7 @@ def measure(rounds: int = 1, pipelines: int = 100, days: int = 30, plan_days: in
             ledger_rows: int = 1_000_000) -> dict:
     """The fleet, planning and ledger-reader measurements (see the module's docstring)."""
     from ops.core.errors import BadInput
+    from ops.dev.benchmarks import scratch_dir
 
     for value, what in ((rounds, "rounds"), (pipelines, "pipelines"), (days, "days"), (plan_days, "plan_days")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

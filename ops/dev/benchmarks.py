@@ -5,6 +5,8 @@ its ratios into the performance gate's rows (``bench.max_*`` limits). ``inv benc
 from __future__ import annotations
 
 import importlib.util
+import tempfile
+from pathlib import Path
 
 from ops import ROOT
 from ops.core import output
@@ -44,6 +46,18 @@ def gate_rows(name: str, result: dict, s) -> list[dict]:
         rows.append(gates.ratio_gate("tiny partitions vs direct statements", result["tiny"]["ratio"],
                                      result["goals"]["tiny_ratio"]))
     return rows
+
+
+def scratch_dir() -> tuple[str | None, str]:
+    """Where a benchmark's databases go, and a note saying so: /dev/shm when it is a tmpfs, else the default
+    temporary folder (a disk's timings drift: creating files slows down after many were deleted)."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    if any(len(m) > 2 and m[1] == "/dev/shm" and m[2] == "tmpfs" for m in mounts):
+        return "/dev/shm", "tmpfs (/dev/shm)"
+    return None, f"{tempfile.gettempdir()} (no tmpfs found: a disk's timings drift)"
 
 
 def load_benchmark(name: str):

@@ -23,6 +23,7 @@ from ops.migrations.interrupts import Stopped
 from ops.migrations.migrator import Migrations
 from ops.runtime import health
 from tests.conftest import clean_environ, inv
+from tests.integration.conftest import states, tables
 
 M1 = ("CREATE TABLE a1 (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO a1 VALUES (1);\n",
       "DROP TABLE IF EXISTS a1 SYNC;\n")
@@ -43,30 +44,6 @@ def write_set(mdir, migrations=(M1, M2, M3, M4, M5), ids=IDS):
         if down is not None:
             (mdir / f"{mid}.rollback.sql").write_text(down)
 
-
-@pytest.fixture
-def mdir(tmp_path):
-    return tmp_path / "migrations"
-
-
-@pytest.fixture
-def msettings(settings, mdir):
-    return settings.with_overrides(migrations__dir=str(mdir))
-
-
-@pytest.fixture
-def migrations(msettings, db, mdir):
-    mdir.mkdir()
-    return Migrations(msettings, db=db)
-
-
-def tables(db):
-    return sorted(r["name"] for r in db.rows("SELECT name FROM system.tables WHERE database = currentDatabase() "
-                                             "AND name NOT LIKE '\\_chops%'"))
-
-
-def states(m):
-    return {r["id"]: r["state"] for r in m.status()}
 
 
 def killed_run(m, finished: int, statements: int = 0) -> None:

@@ -16,6 +16,7 @@ from ops.migrations import journal
 from ops.migrations.migrator import Migrations
 from ops.runtime import health
 from tests.conftest import clean_environ, inv
+from tests.integration.conftest import states, tables
 
 A = ("CREATE TABLE a (x UInt8) ENGINE = MergeTree ORDER BY x;\n", "DROP TABLE IF EXISTS a SYNC;\n")
 B = ("CREATE TABLE b (x UInt8) ENGINE = MergeTree ORDER BY x;\n", "DROP TABLE IF EXISTS b SYNC;\n")
@@ -39,30 +40,6 @@ def remove(mdir, mid):
     for path in mdir.glob(f"{mid}.*"):
         path.unlink()
 
-
-@pytest.fixture
-def mdir(tmp_path):
-    return tmp_path / "migrations"
-
-
-@pytest.fixture
-def msettings(settings, mdir):
-    return settings.with_overrides(migrations__dir=str(mdir))
-
-
-@pytest.fixture
-def migrations(msettings, db, mdir):
-    mdir.mkdir()
-    return Migrations(msettings, db=db)
-
-
-def tables(db):
-    return sorted(r["name"] for r in db.rows("SELECT name FROM system.tables WHERE database = currentDatabase() "
-                                             "AND name NOT LIKE '\\_chops%'"))
-
-
-def states(m):
-    return {r["id"]: r["state"] for r in m.status()}
 
 
 def three_applied_then_the_third_gone(m, mdir):
