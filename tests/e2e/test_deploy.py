@@ -421,19 +421,28 @@ def test_a_deploy_killed_during_sync_leaves_current_and_a_stale_lock(target):
     assert target.current() == before
 
 
-def test_running_chops_processes_are_drained_then_stopped(target):
-    target.ensure_good()
+def _busy_chops_process(target) -> tuple[subprocess.Popen, Path]:
+    """A chops process on the target that works until it is stopped (as a long backfill would), and the folder of
+    its pid file, which it has written."""
     code = ("import time; from ops.core import pidfile; from ops.core.settings import load_settings; "
             "pidfile.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
     worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
                                f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = target.path / "shared" / "var" / "run"
+    deadline = time.monotonic() + 30
+    while not list(run.glob("*.json")) and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.1)
+    if not list(run.glob("*.json")):
+        worker.kill()
+        raise AssertionError("the chops process never wrote its pid file")
+    return worker, run
+
+
+def test_running_chops_processes_are_drained_then_stopped(target):
+    target.ensure_good()
+    worker, run = _busy_chops_process(target)
     try:
-        run = target.path / "shared" / "var" / "run"
-        deadline = time.monotonic() + 30
-        while not list(run.glob("*.json")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert list(run.glob("*.json")), "the chops process never wrote its pid file"
         target.commit("deploy while a backfill runs", {"NOTES.txt": "drain\n"})
         done = target.deploy(CHOPS_DEPLOY__DRAIN_TIMEOUT="2", CHOPS_DEPLOY__KILL_GRACE="2")
         assert done.returncode == 0, done.stderr[-3000:]
@@ -775,16 +784,8 @@ def test_a_deploy_killed_during_the_cron_pause_is_healed_by_a_no_op(target):
     target.ensure_good()
     before, cron = target.current(), target.crontab()
     assert "# chops:" in cron
-    code = ("import time; from ops.core import pidfile; from ops.core.settings import load_settings; "
-            "pidfile.working(load_settings(), 'backfill', 'plan e2e'); time.sleep(300)")
-    worker = subprocess.Popen(["su", USER, "-s", "/bin/sh", "-c",
-                               f"cd {target.path}/current && CHOPS_ENV=prod exec ./.venv/bin/python -c \"{code}\""],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker, run = _busy_chops_process(target)
     try:
-        run = target.path / "shared" / "var" / "run"
-        deadline = time.monotonic() + 30
-        while not list(run.glob("*.json")) and time.monotonic() < deadline:
-            time.sleep(0.1)
         target.commit("deploy during a backfill", {"NOTES.txt": "paused\n"})
         interrupted, said = _deploy_until(target, "[5/7]", signal.SIGINT, CHOPS_DEPLOY__DRAIN_TIMEOUT="60")
         assert interrupted.returncode in (1, 130), said[-3000:]
