@@ -26,6 +26,8 @@ checks). Generation is timed apart and is not in any ratio. Everything is delete
   chops / guarded is chops' own overhead (the ledger, the plan, locks, logs); chops / direct adds the guarantees.
 * tiny: the same three sides' chops and direct at 200 rows a day over 60 days, where bookkeeping, not data,
   is the work.
+* batch (``measure_batch``): a generated pipeline of 200 rows a day declared with ``batch_days = 30`` (and again
+  with 1), backfilled over 60 days, against its per-day ``INSERT`` run directly: the tiny row for a range build.
 
 Databases and the inbox live on a tmpfs when there is one (``/dev/shm``; the report says which).
 
@@ -420,6 +422,68 @@ def _measure(rounds: int, days_long: int, days_short: int, rows_per_day: int, pa
     return result
 
 
+# --- range builds (batch_days) ------------------------------------------------------------------------------------
+
+BATCH_PIPELINE = """
+from ops.pipelines import checks, pipeline
+
+@pipeline(name="tiny", target="tiny_t", batch_days={batch_days}, checks=[checks.not_empty(), checks.unique("n")])
+def build(run):
+    run.db.command(f"INSERT INTO `{{run.staging}}` " + SQL, run.params(rows={rows}))
+"""
+# The build's SELECT, for one day (start = end) or a range: ``rows`` rows a day, the same on both sides.
+BATCH_SQL = ("SELECT addDays({start:Date}, intDiv(number, {rows:UInt64})) AS day, number % {rows:UInt64} AS n "
+             "FROM numbers({rows:UInt64} * toUInt64(dateDiff('day', {start:Date}, {end:Date}) + 1))")
+BATCH_TABLE = "CREATE TABLE tiny_t (day Date, n UInt64) ENGINE = MergeTree PARTITION BY day ORDER BY n"
+
+
+def measure_batch(days: int = 60, rows_per_day: int = 200, batch_days: int = 30, rounds: int = 1) -> dict:
+    """A generated pipeline of ``rows_per_day`` rows a day, backfilled over ``days`` by ``inv backfill`` with
+    ``batch_days`` and with 1, against its per-day statements run directly (one ``INSERT`` a day). The pipeline
+    lives in a temporary folder, deleted at the end with every database."""
+    from ops.core.errors import WorkFailed
+
+    inv = str(Path(sys.executable).parent / "inv")
+    where, _ = scratch_dir()
+    last = FIRST_DAY + timedelta(days=days - 1)
+    times: dict[str, list[float]] = {"batch": [], "single": [], "direct": []}
+    with tempfile.TemporaryDirectory(prefix="chops-bench-batch-", dir=where) as tmp:
+        tmp = Path(tmp)
+        (tmp / "inbox").mkdir()
+        plan = [[("sql", f"INSERT INTO tiny_t {BATCH_SQL}", {"start": day, "end": day, "rows": rows_per_day})]
+                for day in (FIRST_DAY + timedelta(days=i) for i in range(days))]
+        plan_file = tmp / "plan.pkl"
+        plan_file.write_bytes(pickle.dumps(plan))
+        for number in range(1, rounds + 1):
+            for side, n in (("batch", batch_days), ("single", 1), ("direct", 1)):
+                folder = tmp / f"pipelines-{side}-{number}"
+                folder.mkdir()
+                (folder / "tiny.py").write_text(f"SQL = {BATCH_SQL!r}\n" +
+                                                BATCH_PIPELINE.format(batch_days=n, rows=rows_per_day))
+                var, env = _fresh_var(tmp, f"{side}-{number}", tmp / "inbox", inv)
+                env["CHOPS_PIPELINES__DIR"] = str(folder)
+                try:
+                    _run([inv, "db.query", BATCH_TABLE], env)
+                    if side == "direct":
+                        from ops.core.settings import load_settings
+
+                        args = [sys.executable, "-c", DIRECT, str(var / "clickhouse"),
+                                load_settings(environ=env).get("clickhouse.database"), str(plan_file)]
+                    else:
+                        args = [inv, "backfill", "--start", FIRST_DAY.isoformat(), "--end", last.isoformat(),
+                                "--parallel", "1", "--json"]
+                    took, _, out = _run(args, env)
+                    built = _run([inv, "db.query", "SELECT count() FROM tiny_t"], env)[2]
+                finally:
+                    _drop_var(var)
+                if str(days * rows_per_day) not in built:
+                    raise WorkFailed(f"{side}: tiny_t has {built.strip()} rows, expected {days * rows_per_day}")
+                times[side].append(took)
+    best = {side: min(t) for side, t in times.items()}
+    return {"days": days, "rows_per_day": rows_per_day, "batch_days": batch_days, "seconds": best,
+            "ratio": best["batch"] / best["direct"], "ratio_single": best["single"] / best["direct"]}
+
+
 def print_report(result: dict) -> None:
     from ops.core.output import print_table
 
@@ -457,6 +521,12 @@ def print_report(result: dict) -> None:
         checks.append((f"tiny: {t['rows_per_day']} rows/day x {t['days']} days ({t['chops_s']:.2f} s vs "
                        f"{t['direct_s']:.2f} s)", f"{t['ratio']:.3f}", f"<= {goals['tiny_ratio']:g}",
                        t["ratio"] <= goals["tiny_ratio"]))
+    if "batch" in result:
+        b = result["batch"]
+        checks.append((f"tiny, batch_days={b['batch_days']}: {b['rows_per_day']} rows/day x {b['days']} days "
+                       f"({b['seconds']['batch']:.2f} s vs {b['seconds']['direct']:.2f} s direct; batch_days=1 "
+                       f"{b['ratio_single']:.2f}x)", f"{b['ratio']:.3f}", f"<= {goals['tiny_ratio']:g}",
+                       b["ratio"] <= goals["tiny_ratio"]))
     checks += [(f"scaling ({long} vs {short} days)", f"{result['scaling']:.3f}", f"<= {goals['scaling']:g}",
                 result["scaling"] <= goals["scaling"]),
                ("peak RSS of chops, MB", f"{result['peak_rss_mb']:.0f}", f"< {goals['peak_rss_mb']:g}",
@@ -479,6 +549,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.rounds, days_long=args.days_long, days_short=args.days_short,
                      rows_per_day=args.rows_per_day, parallel=args.parallel, tiny=not args.no_tiny)
+    if not args.no_tiny:
+        result["batch"] = measure_batch(rounds=args.rounds)
     print_json(result) if args.json else print_report(result)
     return 0
 

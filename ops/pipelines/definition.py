@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 import traceback
@@ -171,6 +172,9 @@ class Pipeline:
     timeout: float = 3600.0  # seconds a run may take
     allow_empty: bool = False  # an empty day is normal (otherwise building 0 rows fails the run)
     cron_date: str = "yesterday"  # the day a scheduled run builds: "yesterday" (complete day) or "today"
+    # a backfill builds up to this many consecutive days in one statement and staging table (its SQL reads
+    # {start:Date} and {end:Date}, both inclusive), then checks and swaps each day alone; a failing day fails alone
+    batch_days: int = 1
     # inputs(run) -> the files the day's build reads (run.inputs() gives them to build); none, or a WorkFailed saying
     # what is missing, and the run refuses before building; a dry run says it would
     inputs: Callable[[Any], Sequence[Any]] | None = None
@@ -310,7 +314,28 @@ def _define(**kwargs: Any) -> Pipeline:
         raise BadInput(f"cron_date of {p.name} must be 'yesterday' or 'today'")
     if p.name in p.depends_on:
         raise BadInput(f"{p.name} depends on itself")
+    _check_batch(p)
     return p
+
+
+def _check_batch(p: Pipeline) -> None:
+    """A range build (``batch_days`` > 1) must read ``{start:Date}`` and ``{end:Date}`` (its module's text names
+    both), and cannot declare inputs (files are found per day)."""
+    if not isinstance(p.batch_days, int) or isinstance(p.batch_days, bool) or p.batch_days < 1:
+        raise BadInput(f"batch_days of {p.name} must be a whole number >= 1, got {p.batch_days!r}")
+    if p.batch_days == 1:
+        return
+    if p.inputs is not None:
+        raise BadInput(f"{p.name}: batch_days cannot be combined with inputs (files are found per day)")
+    try:  # the module's text: its SQL may be a constant beside the build
+        source = Path(inspect.getsourcefile(p.build) or "").read_text()
+    except (OSError, TypeError):
+        return  # no source to read (made at run time): the build is trusted
+    missing = [name for name in ("start", "end") if f"{{{name}:Date}}" not in source.replace("{{", "{")]
+    if missing:
+        raise BadInput(f"{p.name} declares batch_days={p.batch_days}, but its SQL does not use "
+                       f"{' or '.join('{' + m + ':Date}' for m in missing)}",
+                       hint="a range build reads WHERE day BETWEEN {start:Date} AND {end:Date}")
 
 
 @dataclass

@@ -68,14 +68,23 @@ class Run:
     trigger: Trigger
     log: logging.Logger
     extra: dict = field(default_factory=dict)
+    end: date | None = None  # the last day built, for a range build (``batch_days``); else the day
 
     @property
     def target(self) -> str:
         return self.pipeline.target
 
+    @property
+    def start(self) -> date:
+        """The first day built: the day, and ``end`` the last (``{start:Date}`` .. ``{end:Date}``, inclusive)."""
+        return self.day
+
     def params(self, **extra: Any) -> dict[str, Any]:
-        """Query parameters: ``{day:Date}`` plus ``extra``."""
-        return {"day": self.day, **extra}
+        """Query parameters: ``{start:Date}`` and ``{end:Date}`` (the days built, both inclusive: the same day
+        outside a range build), ``{day:Date}`` when one day is built, plus ``extra``."""
+        last = self.end or self.day
+        days = {"start": self.day, "end": last, **({"day": self.day} if last == self.day else {})}
+        return {**days, **extra}
 
     def inbox(self, name: str) -> Path:
         """The folder where files for this pipeline and day are dropped: ``<paths.var>/inbox/<name>/<day>/``."""
@@ -522,20 +531,24 @@ def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: loggin
     return rows
 
 
-def _measure(db, checks, staging: str, day: date, expected: str) -> tuple[int, list[str], list[tuple[Any, int, Any]]]:
+def _measure(db, checks, staging: str, day: date, expected: str,
+             only: bool = False) -> tuple[int, list[str], list[tuple[Any, int, Any]]]:
     """(the staging table's rows, its partitions other than ``expected``, each check's offending count and what it
     found). The rows, the partitions and every aggregate or single-value check share one scan; a custom check's
-    query runs on its own."""
+    query runs on its own. ``only``: measure the partition ``expected`` alone (a day of a range build)."""
     together = [c for c in checks if c.expr or c.scalar]
+    table = f"(SELECT * FROM `{staging}` WHERE _partition_id = {{pid:String}})" if only else f"`{staging}`"
     columns = ["count()", "groupUniqArrayIf(_partition_id, _partition_id != {pid:String})"]
     for c in together:
-        columns.append(f"toInt64({c.expr})" if c.expr else f"toInt64(({c.render(staging)}))")
-        columns.append(c.found.replace("{table}", f"`{staging}`") if c.found else "NULL")
-    row = db.query(f"SELECT {', '.join(columns)} FROM `{staging}`", {"day": day, "pid": expected}).result_rows[0]
+        columns.append(f"toInt64({c.expr})" if c.expr else f"toInt64(({c.sql.replace('{table}', table)}))")
+        columns.append(c.found.replace("{table}", table) if c.found else "NULL")
+    where = " WHERE _partition_id = {pid:String}" if only else ""
+    row = db.query(f"SELECT {', '.join(columns)} FROM `{staging}`{where}", {"day": day, "pid": expected}).result_rows[0]
     measured = {id(c): (int(row[2 + 2 * i] or 0), row[3 + 2 * i]) for i, c in enumerate(together)}
     for c in checks:
         if id(c) not in measured:
-            measured[id(c)] = (int(db.scalar(c.render(staging), {"day": day}) or 0), None)
+            measured[id(c)] = (int(db.scalar(c.sql.replace("{table}", table), {"day": day, "pid": expected}) or 0),
+                               None)
     return int(row[0]), list(row[1]), [(c, *measured[id(c)]) for c in checks]
 
 

@@ -11,9 +11,9 @@ blocks its dependents; ``--fail-fast`` (a failure) and a signal (SIGTERM, Ctrl-C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import Enum, StrEnum
-from typing import Iterable
+from typing import Iterable, Mapping
 
 
 class OutcomeStatus(StrEnum):
@@ -70,8 +70,11 @@ class Scheduler:
     """The state of one execution of a plan's ``items`` (in plan order). ``done``: partitions this plan already
     built (a resume), reported as skipped and not run again."""
 
-    def __init__(self, items: Iterable[Item], done: Iterable[tuple[str, date]] = (), fail_fast: bool = False):
+    def __init__(self, items: Iterable[Item], done: Iterable[tuple[str, date]] = (), fail_fast: bool = False,
+                 batch: Mapping[str, int] | None = None, newest_first: bool = False):
         self.items = tuple(items)
+        self.newest_first = newest_first
+        self.batch = {name: n for name, n in (batch or {}).items() if n > 1}  # pipeline -> batch_days
         self.fail_fast = fail_fast
         self.outcomes: dict[tuple[str, date], Outcome] = {}
         self.pending: list[Item] = []
@@ -100,16 +103,27 @@ class Scheduler:
                 return _Ready.BLOCKED
         return _Ready.RUN
 
-    def take(self) -> Item | Outcome | None:
+    def take(self, idle: bool = False) -> Item | tuple[Item, ...] | Outcome | None:
         """The next step, in plan order: the first pending partition whose dependencies are through (an Item: start
         it, then :meth:`record` its outcome), or one a failed dependency blocks (its Outcome, recorded already).
+        A pipeline with ``batch_days`` > 1 gets a tuple of Items instead: up to that many of its consecutive pending
+        days whose dependencies are through (the plan's days only; each outcome recorded on its own). While a later
+        day of such a batch still waits for a dependency, the batch is held back so that it can grow, unless
+        ``idle`` (nothing runs now), when it starts with the days that are ready.
         None when nothing can start now: stopped, nothing pending, or every pending one waits for a running one."""
         if self.stopped:
             return None
+        held: tuple[Item, ...] = ()
         for item in self.pending:
             verdict = self._ready(item)
             if verdict is _Ready.WAIT:
                 continue
+            if verdict is _Ready.RUN and item.pipeline in self.batch:
+                group, waiting = self._group(item)
+                if waiting and not idle:
+                    held = held or group
+                    continue
+                return self._taken(group)
             self.pending.remove(item)
             if verdict is _Ready.RUN:
                 return item
@@ -117,7 +131,28 @@ class Scheduler:
                               error=f"a dependency failed for {item.day}")
             self._set(blocked)
             return blocked
-        return None
+        return self._taken(held) if held and idle else None
+
+    def _group(self, item: Item) -> tuple[tuple[Item, ...], bool]:
+        """``item`` and the pending days of its pipeline that follow it in the plan's day order, consecutive and
+        ready, up to its batch size; and whether the next of them waits for a dependency (the batch could grow)."""
+        pending = {(i.pipeline, i.day): i for i in self.pending if i.pipeline == item.pipeline}
+        step = -1 if self.newest_first else 1
+        group = [item]
+        while len(group) < self.batch[item.pipeline]:
+            following = pending.get((item.pipeline, group[-1].day + timedelta(days=step)))
+            if following is None:
+                return tuple(group), False
+            verdict = self._ready(following)
+            if verdict is not _Ready.RUN:
+                return tuple(group), verdict is _Ready.WAIT
+            group.append(following)
+        return tuple(group), False
+
+    def _taken(self, group: tuple[Item, ...]) -> tuple[Item, ...]:
+        for item in group:
+            self.pending.remove(item)
+        return group
 
     def record(self, outcome: Outcome) -> None:
         """What became of a partition that :meth:`take` gave out. A failure under ``fail_fast``, or a run ended by

@@ -311,3 +311,31 @@ def test_the_ends_of_the_date_range_are_accepted():
         resolve_range(days="30000", max_days=10**6, today=date(2026, 3, 1))
     with pytest.raises(BadInput, match="goes back before"):
         resolve_range(days=str(10**9), max_days=10**10, today=date(2026, 3, 1))  # no OverflowError
+
+
+def days(n: int) -> list[date]:
+    return [D1 + timedelta(days=i) for i in range(n)]
+
+
+def test_a_batch_pipeline_gets_up_to_n_consecutive_ready_days_at_once():
+    s = Scheduler([Item("ranged", d) for d in days(10)], batch={"ranged": 4})
+    assert [[i.day for i in step] for step in drain(s)] == [days(10)[0:4], days(10)[4:8], days(10)[8:10]]
+
+
+def test_a_batch_waits_for_its_later_days_dependencies_unless_nothing_else_runs():
+    s = Scheduler([i for d in days(3) for i in (Item("numbers", d), Item("ranged", d, ("numbers",)))],
+                  batch={"ranged": 3})
+    steps = drain(s)
+    assert [key(i) for i in steps] == [("numbers", d) for d in days(3)]  # ranged D1 is held back, numbers go on
+    for step in steps[:2]:
+        s.record(outcome(step))
+    assert s.take() is None  # ranged D3 still waits for numbers D3, which runs
+    assert [i.day for i in s.take(idle=True)] == days(2)  # nothing runs: the ready days go now
+    s.record(outcome(steps[2]))
+    assert [i.day for i in s.take()] == [days(3)[2]]
+
+
+def test_a_batch_covers_only_the_days_the_plan_wants_in_the_plans_day_order():
+    wanted = [d for d in days(6) if d != days(6)[2]]  # day 3 was done before
+    s = Scheduler([Item("ranged", d) for d in reversed(wanted)], batch={"ranged": 4}, newest_first=True)
+    assert [[i.day for i in step] for step in drain(s)] == [wanted[:1:-1], wanted[1::-1]]
