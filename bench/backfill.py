@@ -442,6 +442,7 @@ def measure_batch(days: int = 60, rows_per_day: int = 200, batch_days: int = 30,
     ``batch_days`` and with 1, against its per-day statements run directly (one ``INSERT`` a day). The pipeline
     lives in a temporary folder, deleted at the end with every database."""
     from ops.core.errors import WorkFailed
+    from ops.dev.benchmarks import scratch_dir
 
     inv = str(Path(sys.executable).parent / "inv")
     where, _ = scratch_dir()
