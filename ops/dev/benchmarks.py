@@ -45,6 +45,9 @@ def gate_rows(name: str, result: dict, s) -> list[dict]:
     if "tiny" in result:
         rows.append(gates.ratio_gate("tiny partitions vs direct statements", result["tiny"]["ratio"],
                                      result["goals"]["tiny_ratio"]))
+    if "batch" in result:
+        rows.append(gates.ratio_gate(f"tiny partitions, batch_days = {result['batch']['batch_days']}, vs direct",
+                                     result["batch"]["ratio"], result["goals"]["tiny_ratio"]))
     return rows
 
 
