@@ -78,6 +78,7 @@ def succeeded_attempts(env):
                   "WHERE status = 'succeeded' GROUP BY pipeline, partition")
 
 
+@pytest.mark.slow
 def test_backfill_rerun_and_force_give_the_same_rows(env):
     first = inv("backfill", "--days", "7", "--parallel", "2", env=env)
     assert first.returncode == 0, first.stderr
@@ -109,6 +110,7 @@ def test_dry_run_writes_nothing(env):
     assert q(env, "SELECT count() AS n FROM run_ledger") == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_one_failing_partition_does_not_stop_the_others_and_rerun_failed_fills_what_it_blocked(env):
     bad = str(DAYS[3])
     result = inv("backfill", "--days", "7", "--json", env={**env, "TEST_FAIL_DAY": bad})
@@ -179,6 +181,7 @@ def test_kill_9_midway_then_resume_is_exact(env):
     assert {o["status"] for o in json.loads(again.stdout)["outcomes"]} == {"skipped"}
 
 
+@pytest.mark.slow
 def test_coverage_grid_shows_a_gap_made_on_purpose(env):
     gap = DAYS[2]
     assert inv("backfill", "--start", str(DAYS[0]), "--end", str(DAYS[1]), env=env).returncode == 0
@@ -191,6 +194,7 @@ def test_coverage_grid_shows_a_gap_made_on_purpose(env):
     assert "2 partitions not succeeded" in table.stderr
 
 
+@pytest.mark.slow
 def test_verify_rechecks_existing_data_without_rewriting(env):
     assert inv("backfill", "--days", "2", "--jobs", "numbers", env=env).returncode == 0
     result = json.loads(inv("backfill.verify", "--days", "2", "--jobs", "numbers", "--json", env=env).stdout)

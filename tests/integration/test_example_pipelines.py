@@ -82,6 +82,7 @@ def sessions_in_python(events, gap_s=1800):
     return out
 
 
+@pytest.mark.slow
 def test_dependencies_are_enforced_then_all_three_pipelines_build_the_day(chops, ready):
     # daily_rollup and user_sessions refuse to run before events_ingest succeeded for the day
     for name in ("daily_rollup", "user_sessions"):
@@ -162,6 +163,7 @@ def test_dependencies_are_enforced_then_all_three_pipelines_build_the_day(chops,
         ("user_sessions", len(got)), ("user_sessions", len(got))]
 
 
+@pytest.mark.slow
 def test_the_migrations_roll_back_cleanly(chops, ready):
     tables = lambda: {r["name"] for r in query(chops, "SELECT name FROM system.tables WHERE database = currentDatabase()")}
     assert {"daily_rollup", "user_sessions"} <= tables()

@@ -90,6 +90,7 @@ def fail_flaky(env, tmp_path, day=DAY):
 
 # --- a day is its newest attempt --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_failure_superseded_by_a_later_success_passes(env, tmp_path):
     fail_flaky(env, tmp_path)
     assert checks(env)["failed runs"]["status"] == "fail"
@@ -131,6 +132,7 @@ def test_an_acknowledged_failure_passes_until_the_day_fails_again(env, tmp_path)
     assert found["status"] == "fail" and f"run {newer[:8]}" in found["reason"]
 
 
+@pytest.mark.slow
 def test_ack_bad_input_is_one_line_exit_2_and_nothing_is_recorded(env):
     [done] = history(env, "numbers")
     for args, fragment in (
@@ -148,6 +150,7 @@ def test_ack_bad_input_is_one_line_exit_2_and_nothing_is_recorded(env):
     assert q(env, "SELECT count() AS n FROM run_acks") == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_failures_of_a_deleted_pipeline_warn_naming_it_and_are_acknowledged_by_name(env):
     run_id = str(uuid.uuid4())
     q(env, f"INSERT INTO run_ledger (run_id, pipeline, partition, attempt, status, trigger, started_at, finished_at, "
@@ -164,6 +167,7 @@ def test_failures_of_a_deleted_pipeline_warn_naming_it_and_are_acknowledged_by_n
     assert checks(env)["failed runs"]["status"] == "pass"
 
 
+@pytest.mark.slow
 def test_history_shows_who_acknowledged_a_failure(env, tmp_path):
     run_id = fail_flaky(env, tmp_path)
     assert inv("proc.ack", "--run-id", run_id, "--note", "known outage", env=env).returncode == 0
@@ -211,6 +215,7 @@ def test_the_pid_file_of_a_sigkilled_run_fails_health_until_its_day_succeeds(env
     assert after["failed runs"]["status"] == "pass"
 
 
+@pytest.mark.slow
 def test_an_orphaned_staging_table_is_a_check_item(env):
     name = f"_chops_staging_numbers_{DAY.replace('-', '')}_deadbeef"
     q(env, f"CREATE TABLE {name} AS numbers_t")

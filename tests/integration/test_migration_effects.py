@@ -358,6 +358,7 @@ def test_an_unpairable_rollback_file_is_refused_and_statements_chooses(migration
         migrations.rollback(statements=[1])
 
 
+@pytest.mark.slow
 def test_cli_rollback_statements(tmp_path, mdir):
     rebuild(mdir)
     env = clean_environ(CHOPS_ENV="test", CHOPS_PATHS__VAR=str(tmp_path / "var"),

@@ -193,6 +193,7 @@ def tables(env):
     return {r["name"] for r in q(env, "SELECT name FROM system.tables WHERE database = currentDatabase()")}
 
 
+@pytest.mark.slow
 def test_a_running_pipeline_is_listed_and_killed_cleanly(env, tmp_path):
     var = tmp_path / "var"
     before = content(env)
@@ -289,6 +290,7 @@ def test_kill_bad_input_is_one_line_and_exit_2(bare_env, args, fragment):
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_after_grace_then_clean_removes_what_it_left_and_nothing_else(env, tmp_path):
     var = tmp_path / "var"
     logs = var / "log" / "pipelines"
@@ -373,6 +375,7 @@ def test_sigkill_after_grace_then_clean_removes_what_it_left_and_nothing_else(en
         live.wait()
 
 
+@pytest.mark.slow
 def test_logs_prints_the_latest_run_and_follows_it(env, tmp_path):
     assert inv("pipeline.run", "numbers", "--date", DAY, "--force", env=env).returncode == 0
     history = json.loads(inv("pipeline.history", "--name", "numbers", "--json", env=env).stdout)
@@ -514,6 +517,7 @@ def var_of(env) -> Path:
     "database unreachable", "no database", "migration drifted", "migration pending", "pipeline module broken",
     "scheduled pipeline stale", "failed run", "disk", "stale lock file", "stale migration lock", "stale pid file",
 ])
+@pytest.mark.slow
 def test_check_fails_with_the_reason_for_each_cause(demo, tmp_path, case):
     extra: dict[str, str] = {}
     stack = contextlib.ExitStack()

@@ -132,6 +132,7 @@ def test_a_backfill_that_rebuilds_an_upstream_day_rebuilds_its_downstream_too(en
     (["proc.logs", "--name", "numbers", "--date", "2150-01-01"], "outside ClickHouse's Date range"),
 ], ids=["unknown", "empty-jobs", "unknown-exclude", "not-backfillable", "bad-mode", "mode-and-alias", "counts",
         "verify-nothing", "backfill-1969", "days-before-1970", "run-1969", "run-2149", "history", "logs"])
+@pytest.mark.slow
 def test_bad_selections_modes_and_days_are_one_line_exit_2_nothing_stored(env, args, fragment):
     result = inv(*args, env=env)
     assert result.returncode == 2, result.stderr
@@ -140,6 +141,7 @@ def test_bad_selections_modes_and_days_are_one_line_exit_2_nothing_stored(env, a
     assert q(env, "SELECT count() AS n FROM run_ledger") == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_select_with_plus_and_exclude_picks_the_plan(env):
     def jobs(*args):
         result = ok("backfill", "--days", "1", "--dry-run", "--json", *args, env=env)

@@ -92,6 +92,7 @@ def test_selection_picks_the_right_tests(suite, selection, expected):
     assert names(run(suite, **selection)) == expected
 
 
+@pytest.mark.slow
 def test_results_json_and_junit_agree_across_workers(suite):
     results = run(suite, workers="2")
     assert results["exit_status"] == 1  # one test fails

@@ -105,6 +105,7 @@ def staging_tables(env):
     return q(env, "SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE '_chops_staging_%'")
 
 
+@pytest.mark.slow
 def test_same_day_three_times_is_identical(env):
     first = inv("pipeline.run", "numbers", "--date", DAY, env=env)
     assert first.returncode == 0, first.stderr
@@ -121,6 +122,7 @@ def test_same_day_three_times_is_identical(env):
     assert staging_tables(env) == []
 
 
+@pytest.mark.slow
 def test_failing_checks_leave_the_target_untouched(env):
     assert inv("pipeline.run", "numbers", "--date", DAY, env=env).returncode == 0
     before = content(env)
@@ -171,6 +173,7 @@ def test_kill_9_mid_run_leaves_target_untouched_and_next_run_succeeds(env, tmp_p
     assert content(env) == before
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_cleanly_as_killed(env, tmp_path):
     assert inv("pipeline.run", "numbers", "--date", DAY, env=env).returncode == 0
     before = content(env)
@@ -187,6 +190,7 @@ def test_sigterm_stops_a_run_cleanly_as_killed(env, tmp_path):
     assert content(env) == before and staging_tables(env) == []
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_of_one_day_do_the_work_once(env):
     procs = [subprocess.Popen([str(Path(sys.executable).parent / "inv"), "pipeline.run", "numbers", "--date", DAY],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -199,6 +203,7 @@ def test_two_concurrent_runs_of_one_day_do_the_work_once(env):
     assert content(env)["rows"] == 1000
 
 
+@pytest.mark.slow
 def test_dependency_order(env):
     early = inv("pipeline.run", "doubled", "--date", DAY, env=env)
     assert early.returncode == 1
@@ -211,6 +216,7 @@ def test_dependency_order(env):
     assert q(env, f"SELECT sum(n) AS s FROM doubled_t WHERE day = '{DAY}'")[0]["s"] == 2 * sum(range(1000))
 
 
+@pytest.mark.slow
 def test_dry_run_says_would_refuse_where_the_run_would(env):
     # finding 3: the dry run said "would build and swap in" where the run refused
     dry = inv("pipeline.run", "doubled", "--date", DAY, "--dry-run", env=env)
@@ -250,6 +256,7 @@ def test_dry_run_checks_the_declared_inputs(env, tmp_path):
     assert refused.returncode == 1 and "depends on events_ingest" in refused.stderr
 
 
+@pytest.mark.slow
 def test_doctor_passes_when_all_is_well_and_says_why_not_otherwise(env, tmp_path):
     from ops.core.settings import load_settings
     from ops.pipelines import cron_doctor
@@ -272,6 +279,7 @@ def test_doctor_passes_when_all_is_well_and_says_why_not_otherwise(env, tmp_path
                                                          "user_sessions": "ok"}, rows
 
 
+@pytest.mark.slow
 def test_retryable_failure_is_retried_with_backoff(env):
     result = inv("pipeline.run", "flaky", "--date", DAY, env=env)
     assert result.returncode == 0, result.stderr
