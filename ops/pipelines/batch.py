@@ -33,9 +33,10 @@ from ops.pipelines import claims, interrupt, ledger
 from ops.pipelines.definition import Pipeline
 from ops.pipelines.interrupt import Interrupted
 from ops.pipelines.ledger import RunStatus, Trigger
-from ops.pipelines.runner import (RELEASE_ROWS, Run, _already_done, _built, _close_dead_attempts, _close_log,
-                                  _dependencies, _drop_orphans, _ledger_of, _log_for, _measure, _quietly,
-                                  _release_by_size, _retryable, _swap, _target_problem, partition_id, staging_name)
+from ops.pipelines.runner import (Run, already_done, check_dependencies, close_dead_attempts, close_run_log,
+                                  drop_orphans, is_retryable, ledger_of, measure_staging, open_run_log, partition_id,
+                                  quietly, release_after_failure, release_by_size, staging_name, swap_in,
+                                  target_problem)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def run_batch(settings, db, p: Pipeline, days: list[date], *, force: Mapping[dat
     """Build ``days`` (consecutive, at most ``p.batch_days``) of ``p`` as one batch (see the module's doc); one
     result per day, in day order. Raises :class:`Interrupted` only when a signal came before any day began."""
     days = sorted(days)
-    problem = _target_problem(db, p)
+    problem = target_problem(db, p)
     if problem:
         return [DayResult(d, RunStatus.FAILED, error=problem.message) for d in days]
     ledger.require_table(db)
@@ -100,20 +101,20 @@ def _with_retries(settings, db, p: Pipeline, todo: dict[date, tuple[int, dict]],
 def _decide(db, p: Pipeline, day: date, force: bool) -> DayResult | tuple[int, dict]:
     """A day's answer without building it (failed dependencies, a run under way: FAILED; done: SKIPPED), or what
     building it needs: (the last attempt number, the upstream run ids)."""
-    found = _ledger_of(db, p, day)
-    _, upstream, problem = _dependencies(p, day, found)
+    found = ledger_of(db, p, day)
+    _, upstream, problem = check_dependencies(p, day, found)
     if problem:
         return DayResult(day, RunStatus.FAILED, error=problem.message)
     previous = found[p.name]
-    _close_dead_attempts(db, previous)
+    close_dead_attempts(db, previous)
     try:
-        done = _already_done(db, p, day, previous, force, None, lambda message: None)
+        done = already_done(db, p, day, previous, force, None, lambda message: None)
     except WorkFailed as exc:  # another run of the day goes on
         return DayResult(day, RunStatus.FAILED, error=exc.message)
     if done is not None:
         return DayResult(day, RunStatus.SKIPPED, rows=done.rows, run_id=done.run_id, error=done.reason)
     if any(a["status"] != RunStatus.SUCCEEDED for a in previous):
-        _drop_orphans(db, p, day)
+        drop_orphans(db, p, day)
     return max((a["attempt"] for a in previous), default=0), dict(upstream)
 
 
@@ -124,7 +125,7 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
     interrupt.check()
     first, last = min(todo), max(todo)
     batch_id = str(uuid.uuid4())
-    log, log_path = _log_for(settings, p.name, first, batch_id)
+    log, log_path = open_run_log(settings, p.name, first, batch_id)
     rows = {day: ledger.new_row(str(uuid.uuid4()), p.name, day, attempt + 1, trigger, plan_id, str(log_path),
                                 upstream) for day, (attempt, upstream) in todo.items()}
     staging = staging_name(p, first, batch_id)
@@ -149,14 +150,14 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
                 log.error("%s %s: %s", p.name, day, verdict)
                 results[day] = DayResult(day, RunStatus.FAILED, run_id=row["run_id"], error=verdict)
                 continue
-            _swap(db, p, staging, partition_id(day), verdict)
+            swap_in(db, p, staging, partition_id(day), verdict)
             row.update(status=RunStatus.SUCCEEDED, rows_written=verdict, finished_at=utc_now(), duration_s=seconds)
             ledger.write(db, row)
             log.info("swapped %d rows into %s for %s", verdict, p.target, day)
             results[day] = DayResult(day, RunStatus.SUCCEEDED, rows=verdict, run_id=row["run_id"])
         return results
     except BaseException as exc:
-        _built_failed(db)
+        release_after_failure(db)
         killed = isinstance(exc, (Interrupted, KeyboardInterrupt))
         status = RunStatus.KILLED if killed else RunStatus.FAILED
         known = isinstance(exc, (ChopsError, Interrupted))
@@ -166,17 +167,17 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
             if day not in results:  # a day swapped in before the error stays recorded as succeeded
                 row.update(status=status, error=message, finished_at=utc_now(),
                            duration_s=round(time.monotonic() - started, 3))
-                _quietly(lambda: ledger.write(db, row))
+                quietly(lambda: ledger.write(db, row))
                 results[day] = DayResult(day, status, run_id=row["run_id"], error=message,
                                          signal=exc.signal if isinstance(exc, Interrupted) else "",
-                                         retry=_retryable(exc))
+                                         retry=is_retryable(exc))
         if not isinstance(exc, (Exception, Interrupted)):
             raise
         return results
     finally:
-        _quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
-        _release_by_size(db, sum(r["rows_written"] for r in rows.values()))
-        _close_log(log)
+        quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
+        release_by_size(db, sum(r["rows_written"] for r in rows.values()))
+        close_run_log(log)
 
 
 def _verify_days(db, p: Pipeline, staging: str, first: date, last: date, days: list[date],
@@ -207,7 +208,7 @@ def _verify_days(db, p: Pipeline, staging: str, first: date, last: date, days: l
         results = [(c, int(row[1 + 2 * i] or 0), row[2 + 2 * i]) for i, c in enumerate(grouped)] if row else []
         rest = [c for c in p.checks if not row or c not in grouped]
         if rest:
-            results += _measure(db, rest, staging, day, pid, only=True)[2]
+            results += measure_staging(db, rest, staging, day, pid, only=True)[2]
         results.sort(key=lambda r: p.checks.index(r[0]))
         for check, bad, found in results:
             log.info("%s check %s: %s", day, check.name, "ok" if not bad else check.explain(bad, found))
@@ -218,8 +219,3 @@ def _verify_days(db, p: Pipeline, staging: str, first: date, last: date, days: l
 
 def _range(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def _built_failed(db) -> None:
-    """A failure may leave a peak behind: the engine's spare memory is given back after it (as a run does)."""
-    _built[db] = RELEASE_ROWS

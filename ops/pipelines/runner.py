@@ -111,7 +111,7 @@ class Run:
         self.log.info("loaded %s (%d bytes, %s)", path.name, Path(path).stat().st_size, fmt)
 
 
-def _log_for(settings, pipeline: str, day: date, run_id: str) -> tuple[logging.Logger, Path]:
+def open_run_log(settings, pipeline: str, day: date, run_id: str) -> tuple[logging.Logger, Path]:
     directory = settings.path("paths.logs") / "pipelines" / pipeline
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{day.isoformat()}_{run_id[:8]}.log"
@@ -124,7 +124,7 @@ def _log_for(settings, pipeline: str, day: date, run_id: str) -> tuple[logging.L
     return logger, path
 
 
-def _close_log(logger: logging.Logger) -> None:
+def close_run_log(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         handler.close()
         logger.removeHandler(handler)
@@ -148,7 +148,7 @@ def staging_tables(db) -> list[tuple[str, str, str]]:
     return out
 
 
-def _retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, (Interrupted, TimedOut, BadInput)):
         return False
     text = str(exc.__cause__ or exc)
@@ -212,7 +212,7 @@ def partition_status(db, p: Pipeline, day: date) -> dict[str, Any]:
 _checked_targets: set[tuple[str, str, str]] = set()
 
 
-def _target_problem(db, p: Pipeline) -> WorkFailed | None:
+def target_problem(db, p: Pipeline) -> WorkFailed | None:
     """Why ``p``'s target cannot take a day (it does not exist, or is not partitioned), or None."""
     key = (db.target.url, db.name, p.target)
     if key in _checked_targets:  # a backfill asks once per process, not once per partition
@@ -227,7 +227,7 @@ def _target_problem(db, p: Pipeline) -> WorkFailed | None:
     return None
 
 
-def _ledger_of(db, p: Pipeline, day: date) -> dict[str, list[dict]]:
+def ledger_of(db, p: Pipeline, day: date) -> dict[str, list[dict]]:
     """The attempts of ``p`` and of its dependencies for the day, by pipeline, newest first: one query."""
     found: dict[str, list[dict]] = {name: [] for name in (p.name, *p.depends_on)}
     for a in ledger.attempts(db, day=day, pipelines=list(found)):
@@ -235,9 +235,9 @@ def _ledger_of(db, p: Pipeline, day: date) -> dict[str, list[dict]]:
     return found
 
 
-def _dependencies(p: Pipeline, day: date, found: Mapping[str, list[dict]]) -> tuple[dict[str, str], dict[str, str],
+def check_dependencies(p: Pipeline, day: date, found: Mapping[str, list[dict]]) -> tuple[dict[str, str], dict[str, str],
                                                                                    WorkFailed | None]:
-    """Each dependency's newest attempt for the day (of ``found``, :func:`_ledger_of`): (its status by name, the run
+    """Each dependency's newest attempt for the day (of ``found``, :func:`ledger_of`): (its status by name, the run
     id of each that succeeded, and the refusal when one has not succeeded)."""
     states, runs, problem = {}, {}, None
     for dep in p.depends_on:
@@ -285,7 +285,7 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
     day = parse_day(day_text, p.tz(), allow_future=allow_future)
     if db is None:
         db = connect(settings)
-    problem = None if dry_run else _target_problem(db, p)
+    problem = None if dry_run else target_problem(db, p)
     if problem:
         raise problem
     ledger.require_table(db)
@@ -297,18 +297,18 @@ def run_pipeline(settings, name: str, day_text: str = "yesterday", *, trigger: s
         with interrupt.armed():  # a signal while it waits for the lock: nothing has begun
             lock.acquire()
         try:
-            found = _ledger_of(db, p, day)
-            _, upstream, problem = _dependencies(p, day, found)
+            found = ledger_of(db, p, day)
+            _, upstream, problem = check_dependencies(p, day, found)
             if problem:
                 raise problem
             previous = found[p.name]
-            _close_dead_attempts(db, previous)
+            close_dead_attempts(db, previous)
             waited = lock.waited or engine_waited()
-            done = _already_done(db, p, day, previous, force, asked if waited else None, notify)
+            done = already_done(db, p, day, previous, force, asked if waited else None, notify)
             if done is not None:
                 return done
             if any(a["status"] != RunStatus.SUCCEEDED for a in previous):
-                _drop_orphans(db, p, day)  # only an attempt that did not succeed can have left its staging table
+                drop_orphans(db, p, day)  # only an attempt that did not succeed can have left its staging table
             return _run_with_retries(settings, db, p, day, previous, trigger, plan_id, notify, upstream)
         finally:
             lock.release()
@@ -318,10 +318,10 @@ def dry_run_report(settings, db, p: Pipeline, day: date, force: bool) -> RunResu
     """What a run of ``p`` for ``day`` would do, checked as the run checks (target, dependencies, a run under way,
     the day done already, declared inputs), from the catalog, the ledger and the files; changes nothing."""
     rows = sum(db.partition_rows(p.target, day=day).values()) if db.has_table(p.target) else 0
-    found = _ledger_of(db, p, day)
+    found = ledger_of(db, p, day)
     previous = found[p.name]
-    depends, _, problem = _dependencies(p, day, found)
-    problem = _target_problem(db, p) or problem
+    depends, _, problem = check_dependencies(p, day, found)
+    problem = target_problem(db, p) or problem
     running = [a for a in previous if a["status"] == RunStatus.RUNNING]
     done = [a for a in previous if a["status"] == RunStatus.SUCCEEDED]
     found: list[Any] = []
@@ -347,7 +347,7 @@ def dry_run_report(settings, db, p: Pipeline, day: date, force: bool) -> RunResu
                      refusal=problem.message if problem else "", hint=(problem.hint or "") if problem else "")
 
 
-def _already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime | None,
+def already_done(db, p: Pipeline, day: date, previous: list[dict], force: bool, asked: datetime | None,
                   notify: Callable[[str], None]) -> RunResult | None:
     """The answer when the day is not to be built now: WorkFailed while another run of it goes on, ``SKIPPED`` when
     it succeeded before (and its rows are still there). None, to build it: never run, failed, or ``force``.
@@ -381,7 +381,7 @@ def _run_with_retries(settings, db, p: Pipeline, day: date, previous: list[dict]
         try:
             return _attempt(settings, db, p, day, attempt, trigger, plan_id, upstream)
         except ChopsError as exc:
-            if retry >= p.retries or not _retryable(exc):
+            if retry >= p.retries or not is_retryable(exc):
                 raise
             notify(f"{p.name} {day}: attempt {attempt} failed ({exc.message}); retrying in {delay:g}s")
             with interrupt.armed():  # a signal while it waits: the next attempt does not begin
@@ -400,7 +400,7 @@ def _asked_at() -> datetime:
     return utc_now()
 
 
-def _close_dead_attempts(db, previous: list[dict]) -> None:
+def close_dead_attempts(db, previous: list[dict]) -> None:
     """Attempts left 'running' by a process that is gone are closed as failed, so the ledger says what happened."""
     for a in previous:
         if a["status"] == RunStatus.DIED:
@@ -410,7 +410,7 @@ def _close_dead_attempts(db, previous: list[dict]) -> None:
             a["status"] = RunStatus.FAILED
 
 
-def _drop_orphans(db, p: Pipeline, day: date) -> None:
+def drop_orphans(db, p: Pipeline, day: date) -> None:
     """Staging tables of this pipeline and day left by a run that died (we hold the partition's lock)."""
     for name in db.tables(f"{STAGING_PREFIX}{p.name}_{day:%Y%m%d}_"):
         db.command(f"DROP TABLE IF EXISTS `{name}` SYNC")
@@ -426,7 +426,7 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
     run_id = str(uuid.uuid4())
     if trigger is not Trigger.BACKFILL:  # a backfill's pid file tells its plan and progress instead
         pidfile.working(settings, "pipeline.run", f"{p.name} {day}")
-    log, log_path = _log_for(settings, p.name, day, run_id)
+    log, log_path = open_run_log(settings, p.name, day, run_id)
     row = ledger.new_row(run_id, p.name, day, attempt, trigger, plan_id, str(log_path), upstream)
     staging = staging_name(p, day, run_id)
     started = time.monotonic()
@@ -443,7 +443,7 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
             p.build(run)
             pid = partition_id(day)
             rows = _verify(db, p, day, staging, pid, log)
-        _swap(db, p, staging, pid, rows)
+        swap_in(db, p, staging, pid, rows)
         log.info("swapped %d rows into %s for %s", rows, p.target, day)
         row.update(status=RunStatus.SUCCEEDED, rows_written=rows, finished_at=utc_now(),
                    duration_s=round(time.monotonic() - started, 3))
@@ -451,24 +451,29 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
         return RunResult(p.name, day, RunStatus.SUCCEEDED, rows=rows, run_id=run_id, attempt=attempt,
                          seconds=row["duration_s"], log=str(log_path))
     except BaseException as exc:
-        _built[db] = RELEASE_ROWS  # a failure may leave a peak behind: give it back below
+        release_after_failure(db)
         raise _ended(db, p, day, row, exc, time.monotonic() - started, log, log_path)
     finally:
-        _quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
-        _release_by_size(db, row["rows_written"])
-        _close_log(log)
+        quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
+        release_by_size(db, row["rows_written"])
+        close_run_log(log)
 
 
 _built: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()  # rows built since the last release
 
 
-def _release_by_size(db, rows: int) -> None:
+def release_after_failure(db) -> None:
+    """A failure may leave a peak behind: the next :func:`release_by_size` on ``db`` gives the memory back."""
+    _built[db] = RELEASE_ROWS
+
+
+def release_by_size(db, rows: int) -> None:
     """Give the engine's spare memory back once ``RELEASE_ROWS`` rows were built on ``db`` since the last time: a
     backfill's next big day starts from what the engine needs, not from its peaks, and small days pay nothing."""
     _built[db] = _built.get(db, 0) + int(rows or 0)
     if _built[db] >= RELEASE_ROWS:
         _built[db] = 0
-        _quietly(db.release_memory)
+        quietly(db.release_memory)
 
 
 def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: float, log: logging.Logger,
@@ -481,7 +486,7 @@ def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: f
     message = exc.message if known else f"{type(exc).__name__}: {exc}"
     log.error("%s: %s", status, message, exc_info=not known and not killed)
     row.update(status=status, error=message[:2000], finished_at=utc_now(), duration_s=round(seconds, 3))
-    _quietly(lambda: ledger.write(db, row))
+    quietly(lambda: ledger.write(db, row))
     if isinstance(exc, Interrupted):
         exc.run_id = row["run_id"]
         exc.message = f"{p.name} {day}: {exc.message}; the target was not touched"
@@ -497,7 +502,7 @@ def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: f
     return exc
 
 
-def _quietly(action: Callable[[], Any]) -> None:
+def quietly(action: Callable[[], Any]) -> None:
     """Cleanup that must not hide the original error. (A signal during it is only noted: it runs outside a run's
     cancellable phase.)"""
     try:
@@ -516,7 +521,7 @@ def partition_id(day: date) -> str:
 def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: logging.Logger) -> int:
     """The staging table's rows, after checking they all fall in the day's partition, that there are some (unless
     ``allow_empty``) and that every check passes: one query for the rows, the partitions and the checks."""
-    rows, stray, results = _measure(db, p.checks, staging, day, expected)
+    rows, stray, results = measure_staging(db, p.checks, staging, day, expected)
     if stray:
         raise WorkFailed(f"built rows outside the day (partitions {', '.join(sorted(stray))}); the target must be "
                          "partitioned by day and build() must write only the day")
@@ -531,7 +536,7 @@ def _verify(db, p: Pipeline, day: date, staging: str, expected: str, log: loggin
     return rows
 
 
-def _measure(db, checks, staging: str, day: date, expected: str,
+def measure_staging(db, checks, staging: str, day: date, expected: str,
              only: bool = False) -> tuple[int, list[str], list[tuple[Any, int, Any]]]:
     """(the staging table's rows, its partitions other than ``expected``, each check's offending count and what it
     found). The rows, the partitions and every aggregate or single-value check share one scan; a custom check's
@@ -552,7 +557,7 @@ def _measure(db, checks, staging: str, day: date, expected: str,
     return int(row[0]), list(row[1]), [(c, *measured[id(c)]) for c in checks]
 
 
-def _swap(db, p: Pipeline, staging: str, pid: str, rows: int) -> None:
+def swap_in(db, p: Pipeline, staging: str, pid: str, rows: int) -> None:
     if rows == 0:
         db.command(f"ALTER TABLE `{p.target}` DROP PARTITION ID '{pid}'")
     else:
