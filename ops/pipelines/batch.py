@@ -35,7 +35,7 @@ from ops.pipelines.interrupt import Interrupted
 from ops.pipelines.ledger import RunStatus, Trigger
 from ops.pipelines.runner import (Run, already_done, check_dependencies, close_dead_attempts, close_run_log,
                                   drop_orphans, is_retryable, ledger_of, measure_staging, open_run_log, partition_id,
-                                  quietly, release_after_failure, release_by_size, staging_name, swap_in,
+                                  quietly, release_after_failure, release_if_grown, staging_name, swap_in,
                                   target_problem)
 
 
@@ -176,7 +176,7 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
         return results
     finally:
         quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
-        release_by_size(db, sum(r["rows_written"] for r in rows.values()))
+        release_if_grown(db)
         close_run_log(log)
 
 

@@ -27,7 +27,6 @@ import re
 import threading
 import time
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -48,11 +47,6 @@ STAGING_PREFIX = "_chops_staging_"
 NO_BAD_ROWS = {"input_format_allow_errors_num": 0, "input_format_allow_errors_ratio": 0}
 # ClickHouse error codes worth another attempt: timeouts, overload, lost connections, too many parts.
 RETRYABLE_CODES = {159, 160, 164, 202, 209, 210, 241, 252, 319, 425, 999}
-# The engine's spare memory is given back (``Database.release_memory``) once this many rows were built since the
-# last time, after a failed attempt, and after loading a file this big: a backfill of small days does not pay for it
-# each day, and one of big days does not grow (measured: 265 MB held after two 1M-row days without it).
-RELEASE_ROWS = 250_000
-RELEASE_FILE_BYTES = 32 << 20
 
 
 @dataclass
@@ -101,9 +95,9 @@ class Run:
         """Have ClickHouse parse a file into the staging table (never row by row here; on the embedded engine
         the engine reads the file itself). A bad row fails the run naming the file and ClickHouse's row number."""
         try:
+            self.db.release_memory_if_grown()  # parsing a big file takes 100-150 MB: start it from what is needed
             self.db.load_file(self.staging, path, fmt, columns, settings=NO_BAD_ROWS)
-            if Path(path).stat().st_size >= RELEASE_FILE_BYTES:
-                self.db.release_memory()  # parsing a big file takes a few hundred MB: give it back before the next
+            self.db.release_memory_if_grown()
         except Exception as exc:
             if interrupt.cancelled(exc):
                 raise  # a stop or the timeout cancelled the load: the file is not to blame
@@ -455,25 +449,22 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
         raise _ended(db, p, day, row, exc, time.monotonic() - started, log, log_path)
     finally:
         quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
-        release_by_size(db, row["rows_written"])
+        release_if_grown(db)
         close_run_log(log)
 
 
-_built: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()  # rows built since the last release
-
-
 def release_after_failure(db) -> None:
-    """A failure may leave a peak behind: the next :func:`release_by_size` on ``db`` gives the memory back."""
-    _built[db] = RELEASE_ROWS
+    """A failure may leave a peak behind: give the engine's spare memory back now."""
+    quietly(db.release_memory)
 
 
-def release_by_size(db, rows: int) -> None:
-    """Give the engine's spare memory back once ``RELEASE_ROWS`` rows were built on ``db`` since the last time: a
-    backfill's next big day starts from what the engine needs, not from its peaks, and small days pay nothing."""
-    _built[db] = _built.get(db, 0) + int(rows or 0)
-    if _built[db] >= RELEASE_ROWS:
-        _built[db] = 0
-        quietly(db.release_memory)
+def release_if_grown(db) -> None:
+    """After a partition: give the engine's spare memory back when the process grew by
+    ``ops.clickhouse.client.RELEASE_GROWTH`` since the last time (``Database.release_memory_if_grown``): a backfill's
+    next big day starts from what the engine needs, not from its peaks, and small days pay nothing (measured: 265 MB
+    held after two 1M-row days without it; a 1M-row backfill peaked at 506 MB releasing every 250,000 rows built,
+    because a day's last statement read a million rows and built few)."""
+    quietly(db.release_memory_if_grown)
 
 
 def _ended(db, p: Pipeline, day: date, row: dict, exc: BaseException, seconds: float, log: logging.Logger,

@@ -61,6 +61,24 @@ def test_release_memory_gives_the_engines_spare_memory_back(db, tmp_path):
     assert db.scalar("SELECT count() FROM t") == 500_000  # and the engine works on
 
 
+def test_memory_is_released_only_when_the_process_grew(db, tmp_path):
+    """A backfill asks after every partition and around every file: small work never pays for a purge, and a
+    big load is given back before the next statement."""
+    from ops.clickhouse.client import RELEASE_GROWTH, resident_bytes
+
+    db.command("CREATE TABLE t (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    db.release_memory()
+    db.command("INSERT INTO t SELECT number, toString(number) FROM numbers(200)")
+    assert db.release_memory_if_grown() is False  # 200 rows: nothing to give back, no purge
+    path = tmp_path / "big.csv"
+    path.write_text("n,s\n" + "".join(f"{i},{'x' * 40}{i}\n" for i in range(500_000)))
+    db.load_file("t", path, "CSVWithNames")
+    grown = resident_bytes()
+    assert db.release_memory_if_grown(growth=RELEASE_GROWTH // 4) is True
+    assert resident_bytes() < grown - (10 << 20), "the purge gave nothing back"
+    assert db.release_memory_if_grown() is False  # measured again from the release just made
+
+
 def test_infile_sql_quotes_what_it_cannot_bind():
     from ops.clickhouse.client import infile_sql
     from ops.core.errors import BadInput
