@@ -77,7 +77,7 @@ class Scheduler:
         self.batch = {name: n for name, n in (batch or {}).items() if n > 1}  # pipeline -> batch_days
         self.fail_fast = fail_fast
         self.outcomes: dict[tuple[str, date], Outcome] = {}
-        self.pending: list[Item] = []
+        self.pending: dict[tuple[str, date], Item] = {}  # in plan order; taking one is O(1), not a list shift
         self.stopped = False
         self.by_signal = ""  # the signal's name, once one stopped it
         self._in_plan = {(i.pipeline, i.day) for i in self.items}
@@ -86,7 +86,7 @@ class Scheduler:
             if (item.pipeline, item.day) in done:
                 self._set(Outcome(item.pipeline, item.day, OutcomeStatus.SKIPPED, error=DONE_EARLIER))
             else:
-                self.pending.append(item)
+                self.pending[(item.pipeline, item.day)] = item
 
     def _set(self, outcome: Outcome) -> None:
         self.outcomes[(outcome.pipeline, outcome.day)] = outcome
@@ -114,7 +114,7 @@ class Scheduler:
         if self.stopped:
             return None
         held: tuple[Item, ...] = ()
-        for item in self.pending:
+        for item in self.pending.values():
             verdict = self._ready(item)
             if verdict is _Ready.WAIT:
                 continue
@@ -124,7 +124,7 @@ class Scheduler:
                     held = held or group
                     continue
                 return self._taken(group)
-            self.pending.remove(item)
+            del self.pending[(item.pipeline, item.day)]  # and return at once: the loop goes no further
             if verdict is _Ready.RUN:
                 return item
             blocked = Outcome(item.pipeline, item.day, OutcomeStatus.BLOCKED,
@@ -136,11 +136,10 @@ class Scheduler:
     def _group(self, item: Item) -> tuple[tuple[Item, ...], bool]:
         """``item`` and the pending days of its pipeline that follow it in the plan's day order, consecutive and
         ready, up to its batch size; and whether the next of them waits for a dependency (the batch could grow)."""
-        pending = {(i.pipeline, i.day): i for i in self.pending if i.pipeline == item.pipeline}
         step = -1 if self.newest_first else 1
         group = [item]
         while len(group) < self.batch[item.pipeline]:
-            following = pending.get((item.pipeline, group[-1].day + timedelta(days=step)))
+            following = self.pending.get((item.pipeline, group[-1].day + timedelta(days=step)))
             if following is None:
                 return tuple(group), False
             verdict = self._ready(following)
@@ -151,7 +150,7 @@ class Scheduler:
 
     def _taken(self, group: tuple[Item, ...]) -> tuple[Item, ...]:
         for item in group:
-            self.pending.remove(item)
+            del self.pending[(item.pipeline, item.day)]
         return group
 
     def record(self, outcome: Outcome) -> None:
@@ -179,7 +178,7 @@ class Scheduler:
         """Every item's outcome, in plan order; a partition still pending did not start (and says why)."""
         why = (BY_SIGNAL.format(signal=self.by_signal) if self.by_signal else BY_FAIL_FAST) if self.stopped \
             else NEVER_RAN
-        for item in self.pending:
+        for item in self.pending.values():
             self._set(Outcome(item.pipeline, item.day, OutcomeStatus.NOT_STARTED, error=why, signal=self.by_signal))
-        self.pending = []
+        self.pending = {}
         return [self.outcomes[(i.pipeline, i.day)] for i in self.items]
