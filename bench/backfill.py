@@ -24,8 +24,10 @@ checks). Generation is timed apart and is not in any ratio. Everything is delete
   pipeline a staging table made ``AS`` the target, the same statements into it, the same check query chops runs
   (the aggregates and single-value checks in one SELECT), ``REPLACE PARTITION`` and ``DROP`` of the staging table.
   chops / guarded is chops' own overhead (the ledger, the plan, locks, logs); chops / direct adds the guarantees.
-* tiny: the same three sides' chops and direct at 200 rows a day over 60 days, where bookkeeping, not data,
-  is the work.
+* tiny: the same three sides at 200 rows a day over 60 days (best of 3 rounds at least), where bookkeeping, not
+  data, is the work. The guarded job's own ratio to direct is the floor of a per-day build with these guarantees
+  (a staging table, a check query and a swap per partition, about 5 ms of engine work where the day's INSERT is
+  2-8 ms); chops / guarded is what chops adds on top.
 * batch (``measure_batch``): a generated pipeline of 200 rows a day declared with ``batch_days = 30`` (and again
   with 1), backfilled over 60 days, against its per-day ``INSERT`` run directly: the tiny row for a range build.
 
@@ -349,11 +351,14 @@ def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_
     result = _measure(rounds, days_long, days_short, rows_per_day, parallel, where)
     result["storage"] = storage
     if tiny:
-        small = _measure(rounds, TINY["days_long"], TINY["days_short"], TINY["rows_per_day"], parallel, where,
-                         guarded=False)
+        small = _measure(max(rounds, 3), TINY["days_long"], TINY["days_short"], TINY["rows_per_day"], parallel,
+                         where)  # seconds a round: best of 3 at least
         result["tiny"] = {"rows_per_day": TINY["rows_per_day"], "days": TINY["days_long"],
                           "chops_s": small["chops"]["long"]["best"], "direct_s": small["direct"]["long"]["best"],
-                          "ratio": small["ratio"]["best"], "partitions": small["partitions"]["long"]}
+                          "guarded_s": small["guarded"]["long"]["best"], "ratio": small["ratio"]["best"],
+                          "guarded_ratio": small["guarded_ratio"]["best"],
+                          "floor": small["guarded"]["long"]["best"] / small["direct"]["long"]["best"],
+                          "partitions": small["partitions"]["long"]}
         result["batch"] = measure_batch(rounds=max(rounds, 3))  # under a second a round: best of 3 at least
     return result
 
@@ -521,7 +526,8 @@ def print_report(result: dict) -> None:
     if "tiny" in result:
         t = result["tiny"]
         checks.append((f"tiny: {t['rows_per_day']} rows/day x {t['days']} days ({t['chops_s']:.2f} s vs "
-                       f"{t['direct_s']:.2f} s)", f"{t['ratio']:.3f}", f"<= {goals['tiny_ratio']:g}",
+                       f"{t['direct_s']:.2f} s; the guarded job itself {t['floor']:.2f}x, chops / guarded "
+                       f"{t['guarded_ratio']:.2f}x)", f"{t['ratio']:.3f}", f"<= {goals['tiny_ratio']:g}",
                        t["ratio"] <= goals["tiny_ratio"]))
     if "batch" in result:
         b = result["batch"]

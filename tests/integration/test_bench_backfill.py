@@ -73,6 +73,8 @@ def test_the_guarded_job_and_tiny_partitions_are_measured(result):
     tiny = result["tiny"]
     assert tiny["rows_per_day"] == 200 and tiny["partitions"] == tiny["days"] * 3
     assert tiny["ratio"] == pytest.approx(tiny["chops_s"] / tiny["direct_s"])
+    assert tiny["floor"] == pytest.approx(tiny["guarded_s"] / tiny["direct_s"])  # the guarded job at that size
+    assert tiny["guarded_ratio"] == pytest.approx(tiny["chops_s"] / tiny["guarded_s"])
     batch = result["batch"]  # the same size declared with batch_days = 30: its own pipeline, built and checked
     assert batch["batch_days"] == 30 and batch["days"] == 60 and all(_positive(v) for v in batch["seconds"].values())
     assert batch["ratio"] == pytest.approx(batch["seconds"]["batch"] / batch["seconds"]["direct"])
