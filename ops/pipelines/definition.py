@@ -138,10 +138,11 @@ class checks:
         for name in (column, source, day_column):
             _identifier(name, "identifier")
         day_rows = f"(SELECT count() FROM `{source}` WHERE `{day_column}` = {{day:Date}})"
-        return Check("reconciles_with_" + source,
-                     f"SELECT abs(toInt64((SELECT sum(`{column}`) FROM {{table}})) - toInt64({day_rows}))",
-                     f"sum({column}) equals the day's rows in {source}", found=day_rows, scalar=True,
-                     says=f"sum({column}) is off by {{bad}}, expected {{found}} (the day's rows in {source})")
+        # An aggregate with the source's count as its one subquery (which ``found`` shares: ClickHouse computes a
+        # scalar subquery once per query): 1-1.5 ms a day cheaper than a scalar of two subqueries.
+        return _aggregate("reconciles_with_" + source, f"abs(toInt64(sum(`{column}`)) - toInt64({day_rows}))",
+                          f"sum({column}) equals the day's rows in {source}", found=day_rows,
+                          says=f"sum({column}) is off by {{bad}}, expected {{found}} (the day's rows in {source})")
 
     @staticmethod
     def sql(name: str, query: str, description: str = "") -> Check:
