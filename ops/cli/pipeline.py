@@ -34,8 +34,7 @@ def list_(c, json=False):
     try:
         db = connect(s)
         ledger.require_table(db)
-        latest = ledger.latest_attempts(db)
-        newest = {name: state for (name, _), state in ledger.partition_states(db, newest_day=True).items()}
+        latest, newest = ledger.newest_by_pipeline(db)
         stale = _stale_days(db, registry)
     except ChopsError as exc:
         note = f"last runs unknown: {exc.line()}"
