@@ -44,6 +44,12 @@ from ops.core.urls import Target, target, validate_identifier
 
 # --- the process's embedded engine: one path per process ---------------------------------------------------------
 
+# The embedded engine's spare memory is given back once the process holds this much more than after the last time
+# (``Database.release_memory_if_grown``; ``clickhouse.memory_release_mb`` sets it): a 1M-row day of the example
+# pipelines grows it by 100-180 MB per statement, a 200-row day by nothing measurable.
+RELEASE_GROWTH = 32 << 20
+
+
 class _Engine:
     """The one embedded data path this process holds: its lock and the clients opened on it."""
 
@@ -53,6 +59,7 @@ class _Engine:
         self.clients: list = []
         self.purge_works = True
         self.resident_after_release = 0  # this process's resident bytes after the last release (0: none yet)
+        self.release_growth = RELEASE_GROWTH  # clickhouse.memory_release_mb, in bytes; 0 = never
         self.config: str | None = None  # the configuration file's text the engine starts with; None = no file
 
     def open(self, path: Path, timeout: float, config: str | None = None) -> Path:
@@ -95,11 +102,6 @@ class _Engine:
 
 _engine = _Engine()
 atexit.register(_engine.close)
-
-# The embedded engine's spare memory is given back once the process holds this much more than after the last time
-# (``Database.release_memory_if_grown``): a 1M-row day of the example pipelines grows it by 100-150 MB per statement,
-# a 200-row day by nothing measurable.
-RELEASE_GROWTH = 32 << 20
 
 
 def resident_bytes() -> int:
@@ -373,14 +375,16 @@ class Database:
             _engine.purge_works = False
         _engine.resident_after_release = resident_bytes()
 
-    def release_memory_if_grown(self, growth: int = RELEASE_GROWTH) -> bool:
+    def release_memory_if_grown(self, growth: int | None = None) -> bool:
         """Embedded engine: :meth:`release_memory` when this process (the engine runs in it) holds ``growth`` bytes
-        more than after the last release. Asking costs one read of ``/proc/self/statm`` (microseconds), so it can
-        be asked after every partition and around every big file: small days never pay for a purge, and a big
-        day's next statement starts from what the engine needs, not from the last one's peak. True if it released."""
+        (default: ``clickhouse.memory_release_mb``; 0 never) more than after the last release. Asking costs one read of ``/proc/self/statm``
+        (microseconds), so it can be asked after every partition and around every big file: small days never pay for
+        a purge, and a big day's next statement starts from what the engine needs, not from the last one's peak.
+        True if it released."""
         if self.target.kind != "embedded" or not _engine.purge_works:
             return False
-        if resident_bytes() - _engine.resident_after_release < growth:
+        growth = _engine.release_growth if growth is None else growth
+        if growth <= 0 or resident_bytes() - _engine.resident_after_release < growth:
             return False
         self.release_memory()
         return True
@@ -544,6 +548,7 @@ def _open_client(settings, tgt: Target, database: str | None):
         real = _engine.open(tgt.path, settings.get("clickhouse.lock_timeout"), engine_config(tgt.merge_tree,
                                                                                            tgt.server_settings))
         starting = not _engine.clients  # the engine starts with the first connection (again after the last closed)
+        _engine.release_growth = int(settings.get("clickhouse.memory_release_mb")) << 20
         try:
             client = clickhouse_connect.get_client(dsn=f"chdb://{real}", database=database,
                                                    settings=dict(tgt.settings), chdb_options=_engine.options())

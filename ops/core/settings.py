@@ -62,6 +62,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "url": Key(str, "empty = embedded chDB engine at <paths.var>/clickhouse; or http(s)://user:pass@host:port/db", secret=True),
         "database": Key(str, "database used when the URL names none"),
         "lock_timeout": Key(float, "seconds to wait for the embedded engine held by another process"),
+        "memory_release_mb": Key(int, "embedded engine: give its spare memory back once the process grew by this "
+                                      "many MB since the last time (checked around file loads and after each "
+                                      "partition); 0 = never (faster on big days, higher peak)"),
         "connect_timeout": Key(float, "seconds to wait when connecting to a server"),
         "cluster": Key(str, "cluster name: ON CLUSTER templating and Replicated bookkeeping on servers; empty = none"),
         "settings": Key(dict, "query settings sent with every statement (system.settings), e.g. max_threads = 4"),
@@ -439,7 +442,7 @@ def _validate(settings: Settings) -> None:
     url = settings.values["clickhouse.url"]
     if url:
         parse_url(url, where=settings.sources["clickhouse.url"])
-    for key in ("clickhouse.lock_timeout", "migrations.lock_timeout"):
+    for key in ("clickhouse.lock_timeout", "clickhouse.memory_release_mb", "migrations.lock_timeout"):
         if settings.values[key] < 0:
             raise ConfigError(f"{settings.sources[key]}: {key} must be >= 0")
     cluster = settings.values["clickhouse.cluster"]

@@ -70,6 +70,9 @@ def test_the_guarded_job_and_tiny_partitions_are_measured(result):
     guarded = result["guarded"]
     assert set(guarded) == {"long"} and _positive(guarded["long"]["best"])
     assert result["guarded_ratio"]["best"] == pytest.approx(result["chops"]["long"]["best"] / guarded["long"]["best"])
+    keep = result["keep_memory"]  # the same backfill with clickhouse.memory_release_mb = 0
+    assert _positive(keep["long"]["best"]) and _positive(keep["long"]["peak_rss_mb"])
+    assert keep["guarded_ratio"] == pytest.approx(keep["long"]["best"] / guarded["long"]["best"])
     tiny = result["tiny"]
     assert tiny["rows_per_day"] == 200 and tiny["partitions"] == tiny["days"] * 3
     assert tiny["ratio"] == pytest.approx(tiny["chops_s"] / tiny["direct_s"])
