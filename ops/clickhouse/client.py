@@ -375,6 +375,12 @@ class Database:
             _engine.purge_works = False
         _engine.resident_after_release = resident_bytes()
 
+    @property
+    def releases_memory(self) -> bool:
+        """Whether this connection gives the engine's spare memory back (the embedded engine, unless
+        ``clickhouse.memory_release_mb`` is 0)."""
+        return self.target.kind == "embedded" and _engine.purge_works and _engine.release_growth > 0
+
     def release_memory_if_grown(self, growth: int | None = None) -> bool:
         """Embedded engine: :meth:`release_memory` when this process (the engine runs in it) holds ``growth`` bytes
         (default: ``clickhouse.memory_release_mb``; 0 never) more than after the last release. Asking costs one read of ``/proc/self/statm``

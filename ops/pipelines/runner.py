@@ -454,8 +454,9 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
 
 
 def release_after_failure(db) -> None:
-    """A failure may leave a peak behind: give the engine's spare memory back now."""
-    quietly(db.release_memory)
+    """A failure may leave a peak behind: give the engine's spare memory back now (unless it is never given back)."""
+    if db.releases_memory:
+        quietly(db.release_memory)
 
 
 def release_if_grown(db) -> None:

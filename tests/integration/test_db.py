@@ -67,6 +67,7 @@ def test_memory_is_released_only_when_the_process_grew(db, tmp_path):
     from ops.clickhouse.client import RELEASE_GROWTH, resident_bytes
 
     db.command("CREATE TABLE t (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    assert db.releases_memory  # clickhouse.memory_release_mb = 32 by default
     db.release_memory()
     db.command("INSERT INTO t SELECT number, toString(number) FROM numbers(200)")
     assert db.release_memory_if_grown() is False  # 200 rows: nothing to give back, no purge
