@@ -109,8 +109,10 @@ def open_run_log(settings, pipeline: str, day: date, run_id: str) -> tuple[loggi
     directory = settings.path("paths.logs") / "pipelines" / pipeline
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{day.isoformat()}_{run_id[:8]}.log"
-    logger = logging.getLogger(f"chops.run.{run_id}")
-    logger.setLevel(logging.INFO)
+    # A logger of its own, not registered by name: getLogger would keep one per run for the life of the process,
+    # and every setLevel clears the cache of each registered logger, so a backfill's partitions cost more the more
+    # of them ran (8.5 s of 74 s at 6,000 partitions, most of a 100 x 365-day backfill's time).
+    logger = logging.Logger(f"chops.run.{run_id}", logging.INFO)
     logger.propagate = False
     handler = output.LogFile(path)  # a full disk under the logs costs the log, not the run
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
