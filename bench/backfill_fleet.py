@@ -4,7 +4,9 @@ read the ledger, each against a baseline measured in the same run.
 * **fleet**: ``--pipelines`` generated pipelines (one module each, 200 rows a day, a ``not_empty`` check) backfilled
   over ``--days`` days by ``inv backfill --parallel 1 --force --json``, against one Python process running the same
   INSERT per pipeline and day straight into the targets (no plan, ledger, staging, check or swap). Partitions per
-  second and the ratio.
+  second and the ratio. Beside it, the hand-written guarded job: per pipeline and day a staging table, the INSERT,
+  one check query, REPLACE PARTITION and DROP (the guarantees chops keeps, without its ledger, plan, locks or logs);
+  its ratio to direct is the floor of a per-day build with those guarantees, and chops / guarded what chops adds.
 * **batch fleet**: the same fleet declared with ``batch_days = --batch-days`` (30; 0 leaves the row out): each
   pipeline's SQL makes the 200 rows of every day from ``{start:Date}`` to ``{end:Date}``, so a backfill builds up to
   that many days in one staging table, then checks and swaps each day alone (ops/pipelines/batch.py). The same
@@ -102,20 +104,34 @@ if rows:
 client.close()
 """
 
-# The fleet's baseline. Arguments: data path, database, pipelines, first day, days.
+# The fleet's baselines. Arguments: data path, database, pipelines, first day, days, "guarded" or "direct". Direct:
+# the per-day INSERT straight into each target. Guarded: what a careful hand-written job does per pipeline and day,
+# the guarantees chops keeps: a staging table made AS the target, the INSERT into it, one check query (the rows and
+# not_empty), REPLACE PARTITION and DROP; its ratio to direct is the floor of a per-day build with those guarantees.
 DIRECT = """
 import sys
 from datetime import date, timedelta
 import clickhouse_connect
 
 path, database, pipelines, first, days = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+guarded = sys.argv[6] == "guarded"
 client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=None)
 client.database = database
 start = date.fromisoformat(first)
 for d in range(days):
+    day = start + timedelta(days=d)
     for i in range(pipelines):
-        client.command(f"INSERT INTO `f{i:03d}_t` SELECT {{day:Date}}, number FROM numbers(%d)" % ROWS,
-                       parameters={"day": start + timedelta(days=d)})
+        target = f"f{i:03d}_t"
+        into = f"_guarded_{target}" if guarded else target
+        if guarded:
+            client.command(f"CREATE TABLE `{into}` AS `{target}`")
+        client.command(f"INSERT INTO `{into}` SELECT {{day:Date}}, number FROM numbers(%d)" % ROWS,
+                       parameters={"day": day})
+        if guarded:
+            rows, empty = client.query(f"SELECT count(), toInt64(count() = 0) FROM `{into}`").result_rows[0]
+            assert rows == ROWS and not empty, (target, day, rows)
+            client.command(f"ALTER TABLE `{target}` REPLACE PARTITION ID '{day:%Y%m%d}' FROM `{into}`")
+            client.command(f"DROP TABLE `{into}` SYNC")
 client.close()
 """.replace("ROWS", str(ROWS_PER_DAY))
 
@@ -236,12 +252,13 @@ def _fleet(tmp: Path, name: str, folder: Path, pipelines: int, days: int) -> flo
     return took
 
 
-def _direct(tmp: Path, name: str, folder: Path, pipelines: int, days: int) -> float:
-    """The baseline (DIRECT) in a new database: its seconds, once every target holds its rows."""
+def _direct(tmp: Path, name: str, folder: Path, pipelines: int, days: int, guarded: bool = False) -> float:
+    """A baseline (DIRECT, or with ``guarded`` the hand-written guarded job) in a new database: its seconds, once
+    every target holds its rows."""
     var, env = _database(tmp, name, folder, pipelines, 0)
     try:
         took = _timed([sys.executable, "-c", DIRECT, str(var / "clickhouse"), _database_name(env),
-                       str(pipelines), FIRST_DAY.isoformat(), str(days)], env)
+                       str(pipelines), FIRST_DAY.isoformat(), str(days), "guarded" if guarded else "direct"], env)
         _check_targets(var, env, name, pipelines, days)
     finally:
         _drop(var)
@@ -295,12 +312,13 @@ def measure(rounds: int = 1, pipelines: int = 100, days: int = 30, plan_days: in
         plan_big = _best(lambda: _timed(plan_args, env), rounds)
         readers_big = _readers(env, rounds)
         _drop(var)
-        chops_s, batch_s, direct_s = [], [], []
+        chops_s, batch_s, direct_s, guarded_s = [], [], [], []
         for number in range(rounds):
             chops_s.append(_fleet(tmp, f"chops-{number}", fleet, pipelines, days))
             if batch_days:
                 batch_s.append(_fleet(tmp, f"batch-{number}", batch_fleet, pipelines, days))
             direct_s.append(_direct(tmp, f"direct-{number}", fleet, pipelines, days))
+            guarded_s.append(_direct(tmp, f"guarded-{number}", fleet, pipelines, days, guarded=True))
     partitions = pipelines * days
     result = {
         "benchmark": "backfill_fleet", "rounds": rounds, "pipelines": pipelines, "days": days,
@@ -314,6 +332,8 @@ def measure(rounds: int = 1, pipelines: int = 100, days: int = 30, plan_days: in
         "environment": {"python": platform.python_version(), "platform": platform.platform(),
                         "cpu_count": os.cpu_count()},
     }
+    result["fleet"].update(guarded_s=min(guarded_s), floor=min(guarded_s) / min(direct_s),
+                           guarded_ratio=min(chops_s) / min(guarded_s))
     if batch_days:
         result["batch_fleet"] = _fleet_row(min(batch_s), min(direct_s), partitions)
     return result
@@ -330,8 +350,10 @@ def print_report(result: dict) -> None:
 
     p, goals = result["planning"], result["goals"]
     size = f"{result['pipelines']} pipelines x {result['days']} days"
-    rows = [_fleet_line(f"fleet: {size}, per-day pipelines, inv backfill vs direct INSERTs", result["fleet"],
-                        goals["fleet_ratio"])]
+    f = result["fleet"]
+    rows = [_fleet_line(f"fleet: {size}, per-day pipelines, inv backfill vs direct INSERTs", f, goals["fleet_ratio"]),
+            ("  the hand-written guarded job (staging, check, swap per day) vs direct: the per-day floor",
+             f"{f['guarded_s']:.2f} s; chops / guarded {f['guarded_ratio']:.2f}x", f"{f['floor']:.2f}x", "-", "-")]
     if "batch_fleet" in result:
         rows.append(_fleet_line(f"fleet: {size}, batch_days = {result['batch_days']} pipelines, inv backfill vs "
                                 "direct INSERTs", result["batch_fleet"], goals["fleet_ratio"]))

@@ -24,6 +24,8 @@ def test_shape_and_derived_numbers(result):
     assert result["benchmark"] == "backfill_fleet" and result["storage"]
     fleet = result["fleet"]
     assert fleet["partitions"] == 9 and fleet["ratio"] == pytest.approx(fleet["chops_s"] / fleet["direct_s"])
+    assert fleet["floor"] == pytest.approx(fleet["guarded_s"] / fleet["direct_s"])  # the guarded job's own ratio
+    assert fleet["guarded_ratio"] == pytest.approx(fleet["chops_s"] / fleet["guarded_s"])
     batch = result["batch_fleet"]
     assert result["batch_days"] == 2 and batch["partitions"] == 9 and batch["direct_s"] == fleet["direct_s"]
     assert batch["ratio"] == pytest.approx(batch["chops_s"] / batch["direct_s"])
