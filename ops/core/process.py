@@ -54,16 +54,25 @@ def command_line(pid: int | None = None) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+_own_start: dict[int, float] = {}  # this process's start, by pid (a fork has a pid of its own): it never changes
+
+
 def create_time(pid: int) -> float | None:
-    """When process ``pid`` of this host started (seconds since the epoch), or None when there is no such process."""
+    """When process ``pid`` of this host started (seconds since the epoch), or None when there is no such process.
+    This process's own is read once (a backfill asks for it at every partition)."""
     import psutil
 
     if pid <= 0:
         return None
+    if pid in _own_start and pid == os.getpid():
+        return _own_start[pid]
     try:
-        return psutil.Process(pid).create_time()
+        started = psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+    if pid == os.getpid():
+        _own_start[pid] = started
+    return started
 
 
 def liveness(host: str | None, pid: Any, *, since: datetime | str | None = None,
