@@ -48,6 +48,7 @@ from ops.core.urls import Target, target, validate_identifier
 # (``Database.release_memory_if_grown``; ``clickhouse.memory_release_mb`` sets it): a 1M-row day of the example
 # pipelines grows it by 100-180 MB per statement, a 200-row day by nothing measurable.
 RELEASE_GROWTH = 32 << 20
+RELEASE_FOUND_LITTLE = 8 << 20  # a purge that gives back less found what is held in use
 
 
 class _Engine:
@@ -366,14 +367,24 @@ class Database:
     def release_memory(self) -> None:
         """Embedded engine: give the memory its allocator keeps for reuse back to the system (``SYSTEM JEMALLOC
         PURGE``, well under a millisecond). Without it a backfill's resident memory grows day after day: after two
-        days of a million rows, 265 MB were held, 98 MB after a purge (measured). A server manages its own."""
+        days of a million rows, 265 MB were held, 98 MB after a purge (measured). A server manages its own.
+
+        What a purge leaves is what the engine uses, the mark :meth:`release_memory_if_grown` measures growth from:
+        the lowest seen, unless this purge found little to give back (then what is held is in use, by a cache or a
+        background merge, and the mark is here). So a purge that ran while a merge held 85 MB (measured, right after
+        a million-row swap) does not let the next statement start 85 MB higher unnoticed."""
         if self.target.kind != "embedded" or not _engine.purge_works:
             return
+        before = resident_bytes()
         try:
             self.client.command("SYSTEM JEMALLOC PURGE")
         except Exception:  # an engine built without jemalloc: nothing to give back
             _engine.purge_works = False
-        _engine.resident_after_release = resident_bytes()
+        after = resident_bytes()
+        if not _engine.resident_after_release or before - after < RELEASE_FOUND_LITTLE:
+            _engine.resident_after_release = after
+        else:
+            _engine.resident_after_release = min(_engine.resident_after_release, after)
 
     @property
     def releases_memory(self) -> bool:
@@ -383,10 +394,10 @@ class Database:
 
     def release_memory_if_grown(self, growth: int | None = None) -> bool:
         """Embedded engine: :meth:`release_memory` when this process (the engine runs in it) holds ``growth`` bytes
-        (default: ``clickhouse.memory_release_mb``; 0 never) more than after the last release. Asking costs one read of ``/proc/self/statm``
-        (microseconds), so it can be asked after every partition and around every big file: small days never pay for
-        a purge, and a big day's next statement starts from what the engine needs, not from the last one's peak.
-        True if it released."""
+        (default: ``clickhouse.memory_release_mb``; 0 never) more than the engine was found to use. Asking costs one
+        read of ``/proc/self/statm`` (microseconds), so it can be asked before every build, around every file and
+        after every partition: small days never pay for a purge, and a big day's next statement starts from what
+        the engine needs, not from the last one's peak. True if it released."""
         if self.target.kind != "embedded" or not _engine.purge_works:
             return False
         growth = _engine.release_growth if growth is None else growth

@@ -139,6 +139,7 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
                   trigger=trigger, log=log)
         with interrupt.cancellable(db, staging, timeout=p.timeout):
             db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
+            db.release_memory_if_grown()
             p.build(run)
             verdicts = _verify_days(db, p, staging, first, last, sorted(rows), log)
         for day in sorted(rows):  # outside the cancellable phase: a signal now waits for every swap and its row

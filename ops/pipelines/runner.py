@@ -436,6 +436,7 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
             run.inputs()
             db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
             log.info("staging table %s", staging)
+            db.release_memory_if_grown()  # the build starts from what the engine needs (a merge may have ended)
             p.build(run)
             pid = partition_id(day)
             rows = _verify(db, p, day, staging, pid, log)
