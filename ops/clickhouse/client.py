@@ -34,10 +34,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
-from xml.sax.saxutils import escape as xml_escape
+from typing import Any, Iterable, Sequence
 
 from ops import ROOT
+from ops.clickhouse.engine_config import (config_path, engine_config, known_settings, not_applied, setting_text,
+                                          write_config)
 from ops.core.errors import BadInput, ConfigError, DatabaseError, WorkFailed
 from ops.core.locks import DISK_FULL, FREE_SPACE, FileLock
 from ops.core.urls import Target, target, validate_identifier
@@ -79,7 +80,7 @@ class _Engine:
         lock.acquire()
         self.path, self.lock, self.config = real, lock, config
         try:
-            _write_config(config_path(real), config)  # under the lock: no other chops process starts it now
+            write_config(config_path(real), config)  # under the lock: no other chops process starts it now
         except OSError as exc:
             self.close()
             raise WorkFailed(f"cannot write {_short(config_path(real))}: {exc.strerror}", hint=FREE_SPACE) from None
@@ -153,49 +154,7 @@ def _check_writable(path: Path) -> None:
         raise refused("is not writable", exc) from None
 
 
-# --- the embedded engine's own settings: a configuration file beside the data path --------------------------------
-
-def config_path(path: Path) -> Path:
-    """The configuration file of the engine at ``path``: beside it, like its lock (``var/clickhouse.config.xml``)."""
-    return path.parent / f"{path.name}.config.xml"
-
-
-def _setting_text(value: Any) -> str:
-    return ("1" if value else "0") if isinstance(value, bool) else str(value)
-
-
-def engine_config(merge_tree: Mapping[str, Any], server_settings: Mapping[str, Any]) -> str | None:
-    """The ClickHouse configuration file that gives the embedded engine these settings; None when there are none.
-    Names were checked as identifiers when the settings loaded; values are escaped."""
-    if not merge_tree and not server_settings:
-        return None
-
-    def elements(entries: Mapping[str, Any], indent: str) -> list[str]:
-        return [f"{indent}<{validate_identifier(name, 'setting', BadInput)}>{xml_escape(_setting_text(value))}"
-                f"</{name}>" for name, value in sorted(entries.items())]
-
-    lines = ["<!-- Written by chops from clickhouse.merge_tree and clickhouse.server_settings (see: inv config)",
-             "     each time it opens the embedded engine: edits here are overwritten. -->", "<clickhouse>"]
-    lines += elements(server_settings, "    ")
-    if merge_tree:
-        lines += ["    <merge_tree>", *elements(merge_tree, "        "), "    </merge_tree>"]
-    return "\n".join(lines + ["</clickhouse>", ""])
-
-
-def _write_config(path: Path, text: str | None) -> None:
-    """Write the engine's configuration file (atomically), or remove a stale one when there are no settings."""
-    if text is None:
-        path.unlink(missing_ok=True)
-        return
-    if path.exists() and path.read_text() == text:
-        return
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        partial.write_text(text)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-
+# --- the embedded engine's own settings (ops/clickhouse/engine_config.py): checked once it started ---------------
 
 def _check_engine_settings(client, tgt: Target) -> None:
     """After the engine started: every configured name is one ClickHouse knows. Reading a MergeTree setting fails
@@ -203,34 +162,20 @@ def _check_engine_settings(client, tgt: Target) -> None:
     unknown server setting is ignored by ClickHouse without a word."""
     if tgt.merge_tree:
         try:
-            _known_settings(client, "merge_tree_settings", tgt.merge_tree)
+            known_settings(client, "merge_tree_settings", tgt.merge_tree)
         except Exception as exc:
             raise ConfigError(f"clickhouse.merge_tree: ClickHouse refused the MergeTree settings: {first_line(exc)}",
                               hint="check them with: inv config") from None
     if not tgt.server_settings:
         return
     try:
-        known = _known_settings(client, "server_settings", tgt.server_settings)
+        known = known_settings(client, "server_settings", tgt.server_settings)
     except Exception as exc:
         raise _wrap(exc, "SELECT FROM system.server_settings") from exc
     unknown = sorted(set(tgt.server_settings) - set(known))
     if unknown:
         raise ConfigError(f"clickhouse.server_settings: ClickHouse has no server setting {', '.join(unknown)} "
                           "(see system.server_settings)", hint="check them with: inv config")
-
-
-def _known_settings(client, table: str, names: Mapping[str, Any]) -> dict[str, str]:
-    """``{name: value}`` of ``system.<table>`` for the given names."""
-    params = {f"n{i}": name for i, name in enumerate(names)}
-    wanted = ", ".join(f"{{{p}:String}}" for p in params)
-    result = client.query(f"SELECT name, value FROM system.{table} WHERE name IN ({wanted})", parameters=params)
-    return {name: value for name, value in result.result_rows}
-
-
-def not_applied(wanted: Mapping[str, Any], actual: Mapping[str, str]) -> dict[str, str | None]:
-    """The configured settings a server does not have: ``{name: the server's value}`` (None: it has no such
-    setting). Values compare as ClickHouse prints them (``true`` is ``1``)."""
-    return {name: actual.get(name) for name, value in wanted.items() if actual.get(name) != _setting_text(value)}
 
 
 _warned: set[str] = set()
@@ -245,11 +190,11 @@ def _warn_server_engine_settings(client, tgt: Target) -> None:
             continue
         _warned.add(group)
         try:
-            missing = not_applied(wanted, _known_settings(client, table, wanted))
+            missing = not_applied(wanted, known_settings(client, table, wanted))
         except Exception:  # an old server without system.server_settings, or no right to read it
             missing = {name: None for name in wanted}
         for name, has in missing.items():
-            print(f"warning: clickhouse.{group}.{name} = {_setting_text(wanted[name])} is not applied to the server "
+            print(f"warning: clickhouse.{group}.{name} = {setting_text(wanted[name])} is not applied to the server "
                   f"at {tgt.url} ({'it has ' + has if has is not None else 'not readable there'}): a client cannot "
                   f"set it; put it in {what} of the server's configuration", file=sys.stderr, flush=True)
 

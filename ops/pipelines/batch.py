@@ -34,9 +34,9 @@ from ops.pipelines.definition import Pipeline
 from ops.pipelines.interrupt import Interrupted
 from ops.pipelines.ledger import RunStatus, Trigger
 from ops.pipelines.runner import (Run, already_done, check_dependencies, close_dead_attempts, close_run_log,
-                                  drop_orphans, is_retryable, ledger_of, measure_staging, open_run_log, partition_id,
-                                  quietly, release_after_failure, release_if_grown, staging_name, swap_in,
-                                  target_problem)
+                                  drop_orphans, is_retryable, ledger_of, make_staging, measure_staging, open_run_log,
+                                  partition_id, quietly, release_after_failure, release_if_grown, staging_name,
+                                  swap_in, target_problem)
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,7 @@ def _attempt(settings, db, p: Pipeline, todo: Mapping[date, tuple[int, dict]], t
         run = Run(pipeline=p, day=first, end=last, db=db, staging=staging, settings=settings, run_id=batch_id,
                   trigger=trigger, log=log)
         with interrupt.cancellable(db, staging, timeout=p.timeout):
-            db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
-            db.release_memory_if_grown()
+            make_staging(db, p, staging)
             p.build(run)
             verdicts = _verify_days(db, p, staging, first, last, sorted(rows), log)
         for day in sorted(rows):  # outside the cancellable phase: a signal now waits for every swap and its row

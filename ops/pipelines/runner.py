@@ -434,9 +434,8 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
                   log=log)
         with interrupt.cancellable(db, staging, timeout=p.timeout):
             run.inputs()
-            db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
+            make_staging(db, p, staging)
             log.info("staging table %s", staging)
-            db.release_memory_if_grown()  # the build starts from what the engine needs (a merge may have ended)
             p.build(run)
             pid = partition_id(day)
             rows = _verify(db, p, day, staging, pid, log)
@@ -454,6 +453,13 @@ def _attempt(settings, db, p: Pipeline, day: date, attempt: int, trigger: Trigge
         quietly(lambda: db.command(f"DROP TABLE IF EXISTS `{staging}` SYNC"))
         release_if_grown(db)
         close_run_log(log)
+
+
+def make_staging(db, p: Pipeline, staging: str) -> None:
+    """The staging table a build fills, made ``AS`` the target; and the engine's spare memory given back if it grew,
+    so the build starts from what the engine needs (a background merge that held memory may have ended)."""
+    db.command(f"CREATE TABLE `{staging}` AS `{p.target}`")
+    db.release_memory_if_grown()
 
 
 def release_after_failure(db) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.clickhouse.client import config_path, engine_config, not_applied
+from ops.clickhouse.engine_config import config_path, engine_config, not_applied
 from ops.core.errors import ConfigError
 from ops.core.urls import mask_url, parse_url, target
 
