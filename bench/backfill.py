@@ -336,16 +336,17 @@ def _stats(times: list[float]) -> dict:
 
 
 def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_day: int = 1_000_000,
-            parallel: int = 1, tiny: bool = True) -> dict:
+            parallel: int = 1, tiny: bool = True, tiny_rounds: int = 3) -> dict:
     """Generate the inbox once, then per round: chops and direct for ``days_short`` days, then chops, direct and
-    guarded for ``days_long``; with ``tiny``, the same again at 200 rows a day over 60 days (``TINY``).
+    guarded for ``days_long``; with ``tiny``, the same again at 200 rows a day over 60 days (``TINY``), and the
+    range-build row, each best of ``tiny_rounds`` at least (they take seconds a round).
 
     ``parallel`` is ``inv backfill --parallel``: 1 (the default) compares the same work done one day at a time
     on both sides, so the ratio is what chops adds."""
     from ops.core.errors import BadInput
 
     for value, what in ((rounds, "rounds"), (days_short, "days_short"), (rows_per_day, "rows_per_day"),
-                        (parallel, "parallel")):
+                        (parallel, "parallel"), (tiny_rounds, "tiny_rounds")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BadInput(f"{what} must be a whole number of at least 1, got {value!r}")
     if isinstance(days_long, bool) or not isinstance(days_long, int) or days_long <= days_short:
@@ -356,7 +357,7 @@ def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_
     result = _measure(rounds, days_long, days_short, rows_per_day, parallel, where)
     result["storage"] = storage
     if tiny:
-        small = _measure(max(rounds, 3), TINY["days_long"], TINY["days_short"], TINY["rows_per_day"], parallel,
+        small = _measure(max(rounds, tiny_rounds), TINY["days_long"], TINY["days_short"], TINY["rows_per_day"], parallel,
                          where)  # seconds a round: best of 3 at least
         result["tiny"] = {"rows_per_day": TINY["rows_per_day"], "days": TINY["days_long"],
                           "chops_s": small["chops"]["long"]["best"], "direct_s": small["direct"]["long"]["best"],
@@ -364,7 +365,7 @@ def measure(rounds: int = 1, days_long: int = 30, days_short: int = 7, rows_per_
                           "guarded_ratio": small["guarded_ratio"]["best"],
                           "floor": small["guarded"]["long"]["best"] / small["direct"]["long"]["best"],
                           "partitions": small["partitions"]["long"]}
-        result["batch"] = measure_batch(rounds=max(rounds, 3))  # under a second a round: best of 3 at least
+        result["batch"] = measure_batch(rounds=max(rounds, tiny_rounds))
     return result
 
 
