@@ -14,7 +14,6 @@ deploy holds, polling it quietly, instead of refusing at once.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ops.core.errors import BadInput, ChopsError, WorkFailed
+from ops.core.threads import interrupt, interruptible
 from ops.deploy.actions import LockState, Result
 from ops.deploy.apply import Deployer, error_line
 from ops.deploy.facts import gather
@@ -122,12 +122,6 @@ def describe_rollout(fleet: Fleet, batches: list[Batch], rollback_on_failure: bo
     return lines
 
 
-def _interrupt(thread_id: int) -> None:
-    """Raise KeyboardInterrupt in another thread at its next Python instruction (a deploy step in a thread cleans up
-    as it does on Ctrl-C in the main thread)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
-
-
 def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: Notify,
              stop: Callable[[Any], bool] = lambda r: isinstance(r, BaseException),
              ) -> tuple[list[tuple[Target, Any]], bool]:
@@ -145,14 +139,14 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
                 break
         return [(jobs[i][0], results[i]) for i in sorted(results)], False
     threads: set[int] = set()
+    done: dict[int, Any] = {}  # each job's result, kept before an interrupt sent as it ended can replace it
 
-    def tracked(job: Callable[[], T]) -> Callable[[], Any]:
+    def tracked(i: int, job: Callable[[], T]) -> Callable[[], Any]:
         def body() -> Any:
             threads.add(threading.get_ident())
-            try:
-                return _result(job)
-            finally:
-                threads.discard(threading.get_ident())
+            with interruptible():
+                done[i] = _result(job)
+            return done[i]
         return body
 
     pending = list(enumerate(jobs))
@@ -163,7 +157,7 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             while running or (pending and not stopped):
                 while pending and not stopped and len(running) < parallel:
                     i, (_, job) = pending.pop(0)
-                    running[pool.submit(tracked(job))] = i
+                    running[pool.submit(tracked(i, job))] = i
                 finished, _ = wait_for(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = running.pop(future)
@@ -173,10 +167,10 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             interrupted = True
             notify(f"interrupted: stopping {_count(len(running), 'running host')} at their next step")
             for ident in list(threads):
-                _interrupt(ident)
+                interrupt(ident)  # a thread past its job is not interrupted (it is not interruptible any more)
             wait_for(list(running))
             for future, i in running.items():
-                results[i] = future.result() if not future.exception() else future.exception()
+                results[i] = done[i] if i in done else future.exception() or future.result()
     return [(jobs[i][0], results[i]) for i in sorted(results)], interrupted
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ops.core.errors import BadInput, ChopsError, ConfigError, WorkFailed
+from ops.core.threads import start
 from ops.deploy.helper import BOOT
 from ops.deploy.targets import Target
 
@@ -153,6 +154,17 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
+def _start_feeder(write: int, data: bytes) -> None:
+    """A thread writing ``data`` to a descriptor of its own, a dup of ``write`` (see :func:`_feed`). Started through
+    ops.core.threads: a fleet deploy runs this in a thread an interrupt may reach at any moment."""
+    feed = os.dup(write)  # the feeder's own: closed by it, so its number is never another pipe's meanwhile
+    try:
+        start(threading.Thread(target=_feed, args=(feed, data), daemon=True))
+    except RuntimeError:  # no thread (none could be made): its descriptor is still ours to close
+        os.close(feed)
+        raise
+
+
 class Remote:
     """Commands on one target over one shared ssh connection."""
 
@@ -174,10 +186,8 @@ class Remote:
         timeout = timeout or self.options.command_timeout
         data = input.encode() if isinstance(input, str) else (input or b"")
         read, write = os.pipe()
-        feed = os.dup(write)  # the feeder's own: closed by it, so its number is never another pipe's meanwhile
-        feeder = threading.Thread(target=_feed, args=(feed, data), daemon=True)
         try:
-            feeder.start()
+            _start_feeder(write, data)
             done = subprocess.run(self.argv(command), stdin=read, capture_output=True, timeout=timeout, text=True,
                                   errors="replace")
         except FileNotFoundError:
@@ -187,8 +197,6 @@ class Remote:
         finally:
             os.close(read)  # a feeder still writing (ssh ended without reading it all) fails, closes its own and ends
             os.close(write)
-            if feeder.ident is None:  # never started: its descriptor is still ours to close
-                os.close(feed)
         if done.returncode == 255:
             raise ssh_failure(self.target, self.options, as_text(done.stderr), preflight=not self.connected)
         self.connected = True
