@@ -146,7 +146,8 @@ def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
                 fired = time.monotonic() - installed_at
             if fired is not None or time.monotonic() - installed_at > 30:
                 found = ledger_row(env, p.name)
-                if found:
+                if found:  # the job may have started and ended while the query ran: its log is there by now
+                    fired = fired if fired is not None or not log.exists() else time.monotonic() - installed_at
                     break
             if fired is None and time.monotonic() - installed_at > FIRE_WITHIN:
                 break
@@ -154,7 +155,9 @@ def test_cron_runs_a_scheduled_pipeline(cron_daemon, saved_crontab, tmp_path):
     finally:
         cron.apply(cron.unschedule(settings, [p], names=[p.name]))
         assert crontab_l() == saved_crontab, "the crontab is not back to what it was"
-    assert fired is not None, f"cron did not run the entry within {FIRE_WITHIN:.0f} s (daemon pid {cron_daemon})"
+    assert fired is not None or found, \
+        f"cron did not run the entry within {FIRE_WITHIN:.0f} s (daemon pid {cron_daemon})"
+    assert fired is not None, f"cron ran the entry (its ledger row: {found}) but wrote no log at {log}"
     print(f"\ncron fired {fired:.0f} s after the entry was installed; ledger row seen after "
           f"{time.monotonic() - installed_at:.0f} s")
     assert found, f"no ledger row with trigger=cron; the job's log says:\n{log.read_text()[-2000:]}"
