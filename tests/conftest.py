@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -25,6 +26,12 @@ if str(ROOT) not in sys.path:
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VENV_BIN = Path(sys.executable).parent
+
+# Started as a background job of a non-interactive shell (`make test-ci &`, nohup), this process and every process
+# it starts would ignore SIGINT, and the tests that send a deploy or a follow Ctrl-C would fail for that alone. A
+# handler is reset to the default by exec, so the processes the tests start get Ctrl-C as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
