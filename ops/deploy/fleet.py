@@ -140,12 +140,13 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
         return [(jobs[i][0], results[i]) for i in sorted(results)], False
     threads: set[int] = set()
     done: dict[int, Any] = {}  # each job's result, kept before an interrupt sent as it ended can replace it
+    stopping = threading.Event()  # a job that becomes interruptible after the interrupts were sent stops itself
 
     def tracked(i: int, job: Callable[[], T]) -> Callable[[], Any]:
         def body() -> Any:
             threads.add(threading.get_ident())
             with interruptible():
-                done[i] = _result(job)
+                done[i] = KeyboardInterrupt() if stopping.is_set() else _result(job)
             return done[i]
         return body
 
@@ -165,6 +166,7 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
                     stopped = stopped or stop(results[i])
         except KeyboardInterrupt:
             interrupted = True
+            stopping.set()
             notify(f"interrupted: stopping {_count(len(running), 'running host')} at their next step")
             for ident in list(threads):
                 interrupt(ident)  # a thread past its job is not interrupted (it is not interruptible any more)
