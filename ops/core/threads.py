@@ -1,53 +1,67 @@
-"""Interrupting a thread at its next Python instruction, and starting threads where that may happen.
+"""Stopping a thread at its next stop point: how Ctrl-C and SIGTERM reach a fleet's host threads.
 
-A fleet deploy runs hosts in threads; Ctrl-C or SIGTERM reaches the main thread only, which passes it on to each
-running host as a KeyboardInterrupt raised in its thread (``PyThreadState_SetAsyncExc``), so each host cleans up as a
-deploy interrupted in the main thread does.
+A fleet deploy runs hosts in threads; a signal reaches the main thread only, which asks each running host to stop
+(:func:`interrupt`). The host's thread raises KeyboardInterrupt itself, at its next stop point (:func:`stop_point`,
+before each remote command and step; :func:`pause` in a wait), and cleans up as a deploy interrupted in the main
+thread does. It is raised once: the clean-up's own remote commands run.
 
-The danger: CPython prepares a new thread's state in the thread that starts it, under the starting thread's id, until
-the new thread runs. An interrupt aimed at the starting thread in that moment lands in the new thread instead, which
-dies before it has started, while the starting thread waits in ``Thread.start()`` for it forever (a fleet deploy hung
-at SIGTERM this way: its ssh call was starting the thread that feeds the remote helper). So an interrupt is sent, and
-a thread that may be interrupted starts threads, only under one lock: :func:`start` returns once the new thread runs
-under its own id. Only threads inside :func:`interruptible` are interrupted, so a thread whose work has ended is not
-hit afterwards.
+Not an exception raised in the thread from outside (``PyThreadState_SetAsyncExc``), as this was first: on CPython
+3.11 that one lands in whatever the thread runs, a thread being started included (it died unborn and its starter
+waited in ``Thread.start()`` forever: a deploy hung at SIGTERM), and while its target waits in C every other thread
+may spin on it (a test run hung at 100% CPU). Here nothing is raised anywhere but at a stop point.
 """
 
 from __future__ import annotations
 
-import ctypes
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
-_GUARD = threading.Lock()
-_ARMED: set[int] = set()
-
-
-def start(thread: threading.Thread) -> None:
-    """``thread.start()``, never while an interrupt is being sent (see the module)."""
-    with _GUARD:
-        thread.start()
+_LOCK = threading.Lock()
+_STOPS: dict[int, threading.Event] = {}
 
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """The calling thread may be interrupted (:func:`interrupt`) inside this block, and only there."""
+    """The calling thread may be asked to stop (:func:`interrupt`) inside this block, and only there."""
     me = threading.get_ident()
-    with _GUARD:
-        _ARMED.add(me)
+    with _LOCK:
+        _STOPS[me] = threading.Event()
     try:
         yield
     finally:
-        with _GUARD:
-            _ARMED.discard(me)
+        with _LOCK:
+            _STOPS.pop(me, None)
 
 
 def interrupt(ident: int) -> bool:
-    """Raise KeyboardInterrupt in the thread ``ident`` at its next Python instruction, if it is inside
-    :func:`interruptible`; whether it was."""
-    with _GUARD:
-        if ident not in _ARMED:
-            return False
-        return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
-                                                           ctypes.py_object(KeyboardInterrupt)) == 1
+    """Ask the thread ``ident`` to stop at its next stop point; whether it is inside :func:`interruptible`."""
+    with _LOCK:
+        stop = _STOPS.get(ident)
+    if stop is None:
+        return False
+    stop.set()
+    return True
+
+
+def _asked() -> threading.Event | None:
+    return _STOPS.get(threading.get_ident())
+
+
+def stop_point() -> None:
+    """KeyboardInterrupt when this thread was asked to stop (once: what runs after it, a clean-up, goes on)."""
+    stop = _asked()
+    if stop is not None and stop.is_set():
+        stop.clear()
+        raise KeyboardInterrupt
+
+
+def pause(seconds: float) -> None:
+    """``time.sleep(seconds)``, ended by a stop (:func:`stop_point`) in a thread that may be asked to."""
+    stop = _asked()
+    if stop is None:
+        time.sleep(seconds)
+        return
+    stop.wait(seconds)
+    stop_point()

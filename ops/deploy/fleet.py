@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ops.core.errors import BadInput, ChopsError, WorkFailed
-from ops.core.threads import interrupt, interruptible
+from ops.core.threads import interrupt, interruptible, pause
 from ops.deploy.actions import LockState, Result
 from ops.deploy.apply import Deployer, error_line
 from ops.deploy.facts import gather
@@ -139,15 +139,13 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
                 break
         return [(jobs[i][0], results[i]) for i in sorted(results)], False
     threads: set[int] = set()
-    done: dict[int, Any] = {}  # each job's result, kept before an interrupt sent as it ended can replace it
-    stopping = threading.Event()  # a job that becomes interruptible after the interrupts were sent stops itself
+    stopping = threading.Event()  # a job that becomes interruptible after the stops were asked stops itself
 
-    def tracked(i: int, job: Callable[[], T]) -> Callable[[], Any]:
+    def tracked(job: Callable[[], T]) -> Callable[[], Any]:
         def body() -> Any:
             threads.add(threading.get_ident())
             with interruptible():
-                done[i] = KeyboardInterrupt() if stopping.is_set() else _result(job)
-            return done[i]
+                return KeyboardInterrupt() if stopping.is_set() else _result(job)
         return body
 
     pending = list(enumerate(jobs))
@@ -158,7 +156,7 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             while running or (pending and not stopped):
                 while pending and not stopped and len(running) < parallel:
                     i, (_, job) = pending.pop(0)
-                    running[pool.submit(tracked(i, job))] = i
+                    running[pool.submit(tracked(job))] = i
                 finished, _ = wait_for(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = running.pop(future)
@@ -169,10 +167,10 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             stopping.set()
             notify(f"interrupted: stopping {_count(len(running), 'running host')} at their next step")
             for ident in list(threads):
-                interrupt(ident)  # a thread past its job is not interrupted (it is not interruptible any more)
+                interrupt(ident)  # raised in that thread at its next stop point (ops.core.threads)
             wait_for(list(running))
             for future, i in running.items():
-                results[i] = done[i] if i in done else future.exception() or future.result()
+                results[i] = future.exception() or future.result()
     return [(jobs[i][0], results[i]) for i in sorted(results)], interrupted
 
 
@@ -462,7 +460,7 @@ def _until_free(remote: Remote, stale_after: float, deadline: float) -> None:
         state, _ = lock_state(gather(remote, tag=False).raw.get("lock"), stale_after)
         if state is not LockState.HELD:
             return
-        time.sleep(max(0.0, min(2.0, deadline - time.monotonic())))
+        pause(max(0.0, min(2.0, deadline - time.monotonic())))
 
 
 class Terminated(KeyboardInterrupt):

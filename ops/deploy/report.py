@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 from ops.core.errors import BadInput, ChopsError
 from ops.core.output import plural
 from ops.core.process import user_name
+from ops.core.threads import stop_point
 from ops.core.timefmt import stamp
 from ops.deploy.actions import Action, Result
 from ops.deploy.targets import Target, read_targets
@@ -45,6 +46,7 @@ class Steps:
         return next(s for s in self.items if s.name == name)
 
     def run(self, name: str, body: Callable[[], str]) -> str:
+        stop_point()  # a fleet's host asked to stop does not start its next step
         step = self[name]
         began = time.monotonic()
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ops.core.errors import BadInput, ChopsError, ConfigError, WorkFailed
-from ops.core.threads import start
+from ops.core.threads import stop_point
 from ops.deploy.helper import BOOT
 from ops.deploy.targets import Target
 
@@ -155,11 +155,10 @@ def _feed(fd: int, data: bytes) -> None:
 
 
 def _start_feeder(write: int, data: bytes) -> None:
-    """A thread writing ``data`` to a descriptor of its own, a dup of ``write`` (see :func:`_feed`). Started through
-    ops.core.threads: a fleet deploy runs this in a thread an interrupt may reach at any moment."""
+    """A thread writing ``data`` to a descriptor of its own, a dup of ``write`` (see :func:`_feed`)."""
     feed = os.dup(write)  # the feeder's own: closed by it, so its number is never another pipe's meanwhile
     try:
-        start(threading.Thread(target=_feed, args=(feed, data), daemon=True))
+        threading.Thread(target=_feed, args=(feed, data), daemon=True).start()
     except RuntimeError:  # no thread (none could be made): its descriptor is still ours to close
         os.close(feed)
         raise
@@ -183,6 +182,7 @@ class Remote:
             what: str = "a command") -> subprocess.CompletedProcess:
         """``command`` on the target. Its stdin stays open while this waits (after ``input``): the helper started
         by :meth:`call` ends its work when it closes, so remote work never outlives this process."""
+        stop_point()  # a fleet's host asked to stop (Ctrl-C, SIGTERM) stops here, before its next command
         timeout = timeout or self.options.command_timeout
         data = input.encode() if isinstance(input, str) else (input or b"")
         read, write = os.pipe()

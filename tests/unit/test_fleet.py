@@ -11,6 +11,7 @@ import pytest
 
 from ops import ROOT
 from ops.core.errors import BadInput, ConfigError, WorkFailed
+from ops.core.threads import pause
 from ops.deploy.fleet import describe_rollout, rollout_order, run_hook, run_many
 from ops.deploy.targets import Hook, Where, resolve_fleet, resolve_targets
 from ops.deploy.transport import SshOptions
@@ -212,15 +213,15 @@ def test_no_host_starts_after_a_failure(fleet_project):
 
 
 def test_an_interrupt_reaches_every_running_host(fleet_project):
-    """Ctrl-C reaches the main thread only; each host running in a thread is interrupted at its next step, cleans
-    up, and the runner returns once all stopped."""
+    """Ctrl-C reaches the main thread only; each host running in a thread is interrupted at its next stop point (a
+    wait here), cleans up, and the runner returns once all stopped."""
     cleaned = []
 
     def body(i):
         def job():
             try:
                 for _ in range(200):
-                    time.sleep(0.05)
+                    pause(0.05)
                 return i
             except KeyboardInterrupt:
                 cleaned.append(i)

@@ -1,6 +1,5 @@
-"""Interrupting a thread while it starts threads (ops.core.threads), alone and through the fleet's runner with the
-real ssh feeder: an interrupt must reach the thread it is meant for, never a thread being born (which dies unborn and
-leaves its starter waiting forever)."""
+"""Stopping threads at their stop points (ops.core.threads), alone and through the fleet's runner with the real ssh
+feeder: a stop is raised in the thread asked, once, at a stop point, never in a thread being started."""
 
 from __future__ import annotations
 
@@ -10,67 +9,89 @@ import signal
 import threading
 import time
 
-from ops.core.threads import interrupt, interruptible, start
+import pytest
+
+from ops.core.threads import interrupt, interruptible, pause, stop_point
 from ops.deploy.fleet import run_many
 from ops.deploy.targets import resolve_targets
 from ops.deploy.transport import _start_feeder
 
 
-def _starting_threads_until_interrupted(got: list[str]) -> None:
-    try:
+def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on():
+    said: list[str] = []
+    asked = threading.Event()
+
+    def work():
         with interruptible():
-            while True:
-                t = threading.Thread(target=lambda: None, daemon=True)
-                start(t)
-                t.join()
-    except KeyboardInterrupt:
-        got.append("interrupted")
+            try:
+                asked.wait(5)
+                said.append("step ends")  # the step under way when asked ends
+                stop_point()
+                said.append("next step")
+            except KeyboardInterrupt:
+                stop_point()  # the clean-up's own stop points pass
+                said.append("cleaned up")
+
+    t = threading.Thread(target=work)
+    t.start()
+    time.sleep(0.05)
+    assert interrupt(t.ident) is True
+    asked.set()
+    t.join(5)
+    assert said == ["step ends", "cleaned up"]
 
 
-def test_an_interrupt_reaches_a_thread_that_keeps_starting_threads():
-    """300 interrupts at random moments of a loop that starts threads: each reaches the looping thread (unguarded,
-    about one in seven landed in the thread being started and the loop hung in Thread.start())."""
-    rng = random.Random(7)
-    for round_ in range(300):
-        got: list[str] = []
-        worker = threading.Thread(target=_starting_threads_until_interrupted, args=(got,), daemon=True)
-        worker.start()
-        time.sleep(rng.random() * 0.004)
-        while not interrupt(worker.ident):  # not yet inside interruptible()
-            time.sleep(0.0005)
-        worker.join(5)
-        assert not worker.is_alive() and got == ["interrupted"], f"round {round_}: the worker hung"
+def test_pause_ends_early_on_a_stop_and_is_a_sleep_elsewhere():
+    took: list[float] = []
+
+    def waiting():
+        with interruptible():
+            began = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                pause(30)
+            took.append(time.monotonic() - began)
+
+    t = threading.Thread(target=waiting)
+    t.start()
+    time.sleep(0.1)
+    interrupt(t.ident)
+    t.join(5)
+    assert took and took[0] < 5
+    began = time.monotonic()
+    pause(0.05)  # the main thread: no stop can be asked of it here
+    assert time.monotonic() - began >= 0.05
 
 
 def test_a_thread_outside_interruptible_is_left_alone():
-    ended = threading.Event()
     result: list[str] = []
+    go = threading.Event()
 
     def work():
         with interruptible():
             pass
-        ended.wait(5)
-        time.sleep(0.05)  # a pending interrupt would land here
+        go.wait(5)
+        stop_point()
         result.append("finished")
 
-    t = threading.Thread(target=work, daemon=True)
+    t = threading.Thread(target=work)
     t.start()
     time.sleep(0.05)
     assert interrupt(t.ident) is False
-    ended.set()
+    go.set()
     t.join(5)
     assert result == ["finished"]
 
 
 def test_ctrl_c_stops_hosts_busy_starting_ssh_feeders(project):
     """The fleet runner's interrupt, at random moments, of hosts that do what a host does most: start the thread that
-    feeds a remote helper its program (transport's feeder, over a real pipe). Every round ends, every host
-    interrupted."""
+    feeds a remote helper its program (transport's feeder, over a real pipe), a stop point before each. Every round
+    ends, every host interrupted, no descriptor left open."""
     targets = resolve_targets(hosts="h0,h1", root=project)
     rng = random.Random(11)
 
     def job():
         while True:
+            stop_point()  # as Remote.run does before each command
             read, write = os.pipe()
             try:
                 try:
@@ -82,10 +103,13 @@ def test_ctrl_c_stops_hosts_busy_starting_ssh_feeders(project):
                 os.close(read)
 
     main = threading.main_thread().ident
+    fds = len(os.listdir("/proc/self/fd"))
     for round_ in range(40):
-        timer = threading.Timer(0.05 + rng.random() * 0.02, lambda: signal.pthread_kill(main, signal.SIGINT))
+        timer = threading.Timer(0.02 + rng.random() * 0.02, lambda: signal.pthread_kill(main, signal.SIGINT))
         timer.start()
         started = time.monotonic()
         results, interrupted = run_many([(t, job) for t in targets], 2, lambda line: None)
         assert interrupted and time.monotonic() - started < 5, f"round {round_}"
         assert all(isinstance(r, KeyboardInterrupt) for _, r in results), f"round {round_}: {results}"
+    time.sleep(0.1)  # the last feeders close their own
+    assert len(os.listdir("/proc/self/fd")) <= fds
