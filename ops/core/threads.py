@@ -20,6 +20,7 @@ from typing import Iterator
 
 _LOCK = threading.Lock()
 _STOPS: dict[int, threading.Event] = {}
+_SHIELDED = threading.local()
 
 
 @contextmanager
@@ -49,10 +50,21 @@ def _asked() -> threading.Event | None:
     return _STOPS.get(threading.get_ident())
 
 
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A clean-up runs whole: its stop points pass (a stop asked meanwhile is raised at the next one after it). Also a
+    decorator."""
+    _SHIELDED.depth = getattr(_SHIELDED, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _SHIELDED.depth -= 1
+
+
 def stop_point() -> None:
     """KeyboardInterrupt when this thread was asked to stop (once: what runs after it, a clean-up, goes on)."""
     stop = _asked()
-    if stop is not None and stop.is_set():
+    if stop is not None and stop.is_set() and not getattr(_SHIELDED, "depth", 0):
         stop.clear()
         raise KeyboardInterrupt
 

@@ -47,6 +47,7 @@ from ops.core import pidfile
 from ops.core.errors import BadInput, ChopsError, WorkFailed
 from ops.core.output import plural
 from ops.core.process import Holder
+from ops.core.threads import shielded
 from ops.deploy import database
 from ops.deploy.actions import Action, Result
 from ops.deploy.facts import Facts, gather
@@ -464,6 +465,7 @@ class Deployer:
             done.append("no cron entries (there was no release before)")
         return "; ".join(done) or "nothing to undo"
 
+    @shielded()  # a fleet's host asked to stop meanwhile cleans up whole
     def _abort(self, exc: BaseException) -> None:
         """A step failed or was interrupted before the health check: undo what was done, mark a new release BAD,
         audit, unlock. Best effort: the original error is what the user sees."""
@@ -490,6 +492,7 @@ class Deployer:
                 self.notify(f"{self.steps.prefix}      could not release the deploy lock on {t.host}: the next "
                             f"deploy takes it over (or: inv deploy.unlock {self.flags})")
 
+    @shielded()
     def _release_quietly(self, exc: BaseException) -> None:
         """Preflight failed: unlock (with an audit line when the lock was ours) and record it here. Also when the
         first round trip never answered: it may have taken the lock before it was cut (an unlock of a lock that is

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ops.core.threads import interrupt, interruptible, pause, stop_point
+from ops.core.threads import interrupt, interruptible, pause, shielded, stop_point
 from ops.deploy.fleet import run_many
 from ops.deploy.targets import resolve_targets
 from ops.deploy.transport import _start_feeder
@@ -39,6 +39,33 @@ def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on()
     asked.set()
     t.join(5)
     assert said == ["step ends", "cleaned up"]
+
+
+def test_a_clean_up_after_a_failure_runs_whole_when_a_stop_is_asked_meanwhile():
+    said: list[str] = []
+    asked = threading.Event()
+
+    @shielded()
+    def clean_up():
+        asked.wait(5)  # the stop is asked here
+        stop_point()
+        said.append("restored")
+
+    def work():
+        with interruptible():
+            try:
+                clean_up()
+                stop_point()
+            except KeyboardInterrupt:
+                said.append("then stopped")
+
+    t = threading.Thread(target=work)
+    t.start()
+    time.sleep(0.05)
+    interrupt(t.ident)
+    asked.set()
+    t.join(5)
+    assert said == ["restored", "then stopped"]
 
 
 def test_pause_ends_early_on_a_stop_and_is_a_sleep_elsewhere():
