@@ -17,6 +17,19 @@ from ops.deploy.targets import resolve_targets
 from ops.deploy.transport import _start_feeder
 
 
+def _stop_while(work, asked: threading.Event) -> bool:
+    """Run ``work`` in a thread, ask it to stop, then set ``asked`` (what it waits on) and wait for it to end: whether
+    the thread could be asked."""
+    t = threading.Thread(target=work)
+    t.start()
+    time.sleep(0.05)
+    could = interrupt(t.ident)
+    asked.set()
+    t.join(5)
+    assert not t.is_alive()
+    return could
+
+
 def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on():
     said: list[str] = []
     asked = threading.Event()
@@ -32,12 +45,7 @@ def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on()
                 stop_point()  # the clean-up's own stop points pass
                 said.append("cleaned up")
 
-    t = threading.Thread(target=work)
-    t.start()
-    time.sleep(0.05)
-    assert interrupt(t.ident) is True
-    asked.set()
-    t.join(5)
+    assert _stop_while(work, asked) is True
     assert said == ["step ends", "cleaned up"]
 
 
@@ -59,12 +67,7 @@ def test_a_clean_up_after_a_failure_runs_whole_when_a_stop_is_asked_meanwhile():
             except KeyboardInterrupt:
                 said.append("then stopped")
 
-    t = threading.Thread(target=work)
-    t.start()
-    time.sleep(0.05)
-    interrupt(t.ident)
-    asked.set()
-    t.join(5)
+    assert _stop_while(work, asked) is True
     assert said == ["restored", "then stopped"]
 
 
@@ -100,12 +103,7 @@ def test_a_thread_outside_interruptible_is_left_alone():
         stop_point()
         result.append("finished")
 
-    t = threading.Thread(target=work)
-    t.start()
-    time.sleep(0.05)
-    assert interrupt(t.ident) is False
-    go.set()
-    t.join(5)
+    assert _stop_while(work, go) is False
     assert result == ["finished"]
 
 
