@@ -1,9 +1,9 @@
-"""Stopping a thread at its next stop point: how Ctrl-C and SIGTERM reach a fleet's host threads.
+"""Stopping threads at their next stop point: how Ctrl-C and SIGTERM reach a fleet's host threads.
 
-A fleet deploy runs hosts in threads; a signal reaches the main thread only, which asks each running host to stop
-(:func:`interrupt`). The host's thread raises KeyboardInterrupt itself, at its next stop point (:func:`stop_point`,
-before each remote command and step; :func:`pause` in a wait), and cleans up as a deploy interrupted in the main
-thread does. It is raised once: the clean-up's own remote commands run.
+A fleet deploy runs hosts in threads; a signal reaches the main thread only, which sets the Event the hosts run
+under (:func:`interruptible`). Each host's thread raises KeyboardInterrupt itself, at its next stop point
+(:func:`stop_point`, before each remote command and step; :func:`pause` in a wait), and cleans up as a deploy
+interrupted in the main thread does. It is raised once in each thread: the clean-up's own remote commands run.
 
 Not an exception raised in the thread from outside (``PyThreadState_SetAsyncExc``), as this was first: on CPython
 3.11 that one lands in whatever the thread runs, a thread being started included (it died unborn and its starter
@@ -18,36 +18,25 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-_LOCK = threading.Lock()
-_STOPS: dict[int, threading.Event] = {}
+_RUNNING = threading.local()  # this thread's stop: [the Event it runs under, whether its stop was raised]
 _SHIELDED = threading.local()
 
 
 @contextmanager
-def interruptible() -> Iterator[None]:
-    """The calling thread may be asked to stop (:func:`interrupt`) inside this block, and only there."""
-    me = threading.get_ident()
-    with _LOCK:
-        _STOPS[me] = threading.Event()
+def interruptible(stop: threading.Event) -> Iterator[None]:
+    """The calling thread stops at its stop points inside this block once ``stop`` is set (at the first one if it
+    already is)."""
+    _RUNNING.stop = [stop, False]
     try:
         yield
     finally:
-        with _LOCK:
-            _STOPS.pop(me, None)
+        _RUNNING.stop = None
 
 
-def interrupt(ident: int) -> bool:
-    """Ask the thread ``ident`` to stop at its next stop point; whether it is inside :func:`interruptible`."""
-    with _LOCK:
-        stop = _STOPS.get(ident)
-    if stop is None:
-        return False
-    stop.set()
-    return True
-
-
-def _asked() -> threading.Event | None:
-    return _STOPS.get(threading.get_ident())
+def _asked() -> bool:
+    """Whether this thread was asked to stop and has not been stopped yet."""
+    running = getattr(_RUNNING, "stop", None)
+    return running is not None and running[0].is_set() and not running[1]
 
 
 @contextmanager
@@ -63,17 +52,16 @@ def shielded() -> Iterator[None]:
 
 def stop_point() -> None:
     """KeyboardInterrupt when this thread was asked to stop (once: what runs after it, a clean-up, goes on)."""
-    stop = _asked()
-    if stop is not None and stop.is_set() and not getattr(_SHIELDED, "depth", 0):
-        stop.clear()
+    if _asked() and not getattr(_SHIELDED, "depth", 0):
+        _RUNNING.stop[1] = True
         raise KeyboardInterrupt
 
 
 def pause(seconds: float) -> None:
     """``time.sleep(seconds)``, ended by a stop (:func:`stop_point`) in a thread that may be asked to."""
-    stop = _asked()
-    if stop is None:
+    running = getattr(_RUNNING, "stop", None)
+    if running is None or running[1] or getattr(_SHIELDED, "depth", 0):
         time.sleep(seconds)
         return
-    stop.wait(seconds)
+    running[0].wait(seconds)
     stop_point()

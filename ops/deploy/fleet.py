@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ops.core.errors import BadInput, ChopsError, WorkFailed
-from ops.core.threads import interrupt, interruptible, pause
+from ops.core.threads import interruptible, pause
 from ops.deploy.actions import LockState, Result
 from ops.deploy.apply import Deployer, error_line
 from ops.deploy.facts import gather
@@ -138,14 +138,12 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             if stop(results[i]):
                 break
         return [(jobs[i][0], results[i]) for i in sorted(results)], False
-    threads: set[int] = set()
-    stopping = threading.Event()  # a job that becomes interruptible after the stops were asked stops itself
+    stopping = threading.Event()  # each job stops at its next stop point once set (ops.core.threads)
 
     def tracked(job: Callable[[], T]) -> Callable[[], Any]:
         def body() -> Any:
-            threads.add(threading.get_ident())
-            with interruptible():
-                return KeyboardInterrupt() if stopping.is_set() else _result(job)
+            with interruptible(stopping):
+                return _result(job)
         return body
 
     pending = list(enumerate(jobs))
@@ -166,8 +164,6 @@ def run_many(jobs: list[tuple[Target, Callable[[], T]]], parallel: int, notify: 
             interrupted = True
             stopping.set()
             notify(f"interrupted: stopping {_count(len(running), 'running host')} at their next step")
-            for ident in list(threads):
-                interrupt(ident)  # raised in that thread at its next stop point (ops.core.threads)
             wait_for(list(running))
             for future, i in running.items():
                 results[i] = future.exception() or future.result()

@@ -11,31 +11,30 @@ import time
 
 import pytest
 
-from ops.core.threads import interrupt, interruptible, pause, shielded, stop_point
+from ops.core.threads import interruptible, pause, shielded, stop_point
 from ops.deploy.fleet import run_many
 from ops.deploy.targets import resolve_targets
 from ops.deploy.transport import _start_feeder
 
 
-def _stop_while(work, asked: threading.Event) -> bool:
-    """Run ``work`` in a thread, ask it to stop, then set ``asked`` (what it waits on) and wait for it to end: whether
-    the thread could be asked."""
+def _stop_while(work, stop: threading.Event, asked: threading.Event) -> None:
+    """Run ``work`` in a thread, set ``stop`` (the runner's Ctrl-C), then ``asked`` (what it waits on), and wait for
+    it to end."""
     t = threading.Thread(target=work)
     t.start()
     time.sleep(0.05)
-    could = interrupt(t.ident)
+    stop.set()
     asked.set()
     t.join(5)
     assert not t.is_alive()
-    return could
 
 
 def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on():
     said: list[str] = []
-    asked = threading.Event()
+    stop, asked = threading.Event(), threading.Event()
 
     def work():
-        with interruptible():
+        with interruptible(stop):
             try:
                 asked.wait(5)
                 said.append("step ends")  # the step under way when asked ends
@@ -45,13 +44,13 @@ def test_a_stop_is_raised_once_at_the_next_stop_point_and_the_clean_up_goes_on()
                 stop_point()  # the clean-up's own stop points pass
                 said.append("cleaned up")
 
-    assert _stop_while(work, asked) is True
+    _stop_while(work, stop, asked)
     assert said == ["step ends", "cleaned up"]
 
 
 def test_a_clean_up_after_a_failure_runs_whole_when_a_stop_is_asked_meanwhile():
     said: list[str] = []
-    asked = threading.Event()
+    stop, asked = threading.Event(), threading.Event()
 
     @shielded()
     def clean_up():
@@ -60,22 +59,23 @@ def test_a_clean_up_after_a_failure_runs_whole_when_a_stop_is_asked_meanwhile():
         said.append("restored")
 
     def work():
-        with interruptible():
+        with interruptible(stop):
             try:
                 clean_up()
                 stop_point()
             except KeyboardInterrupt:
                 said.append("then stopped")
 
-    assert _stop_while(work, asked) is True
+    _stop_while(work, stop, asked)
     assert said == ["restored", "then stopped"]
 
 
 def test_pause_ends_early_on_a_stop_and_is_a_sleep_elsewhere():
     took: list[float] = []
+    stop = threading.Event()
 
     def waiting():
-        with interruptible():
+        with interruptible(stop):
             began = time.monotonic()
             with pytest.raises(KeyboardInterrupt):
                 pause(30)
@@ -84,7 +84,7 @@ def test_pause_ends_early_on_a_stop_and_is_a_sleep_elsewhere():
     t = threading.Thread(target=waiting)
     t.start()
     time.sleep(0.1)
-    interrupt(t.ident)
+    stop.set()
     t.join(5)
     assert took and took[0] < 5
     began = time.monotonic()
@@ -94,17 +94,32 @@ def test_pause_ends_early_on_a_stop_and_is_a_sleep_elsewhere():
 
 def test_a_thread_outside_interruptible_is_left_alone():
     result: list[str] = []
-    go = threading.Event()
+    stop, go = threading.Event(), threading.Event()
 
     def work():
-        with interruptible():
+        with interruptible(stop):
             pass
         go.wait(5)
         stop_point()
         result.append("finished")
 
-    assert _stop_while(work, go) is False
+    _stop_while(work, stop, go)
     assert result == ["finished"]
+
+
+def test_a_thread_that_starts_after_the_stop_stops_at_its_first_stop_point():
+    """A host the pool starts just as Ctrl-C came does not deploy on while the others stop."""
+    stop = threading.Event()
+    stop.set()
+    said: list[str] = []
+    with interruptible(stop):
+        try:
+            said.append("local preparation")
+            stop_point()
+            said.append("first remote command")
+        except KeyboardInterrupt:
+            said.append("stopped")
+    assert said == ["local preparation", "stopped"]
 
 
 def _pipes() -> set[str]:
